@@ -1,0 +1,126 @@
+"""The ``confluence-assets`` command.
+
+argparse (standard library) rather than click/typer: the commands are few and flat, and it keeps the
+dependency list to the packages the product is built on. Each command prints one clear line on failure
+(no traceback) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+import psycopg
+
+from confluence_assets import __version__
+
+log = logging.getLogger("confluence_assets")
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line, exit status 2."""
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from confluence_assets.db import migrations
+    from confluence_assets.db.connection import resolve_database
+
+    target = resolve_database(args.database_url)
+    try:
+        applied = migrations.migrate(target.url)
+    except migrations.MigrationError as exc:
+        raise CommandError(str(exc)) from None
+    for m in applied:
+        print(f"applied {m.version}/{m.name} ({m.checksum})")
+    print(f"database {target.masked} is up to date ({len(applied)} applied now)")
+    return 0
+
+
+def _cmd_db_url(args: argparse.Namespace) -> int:
+    from confluence_assets.db.connection import resolve_dagster_storage_url, resolve_database
+    from confluence_assets.db.urls import mask_url
+
+    if args.dagster:
+        print(mask_url(resolve_dagster_storage_url(args.database_url)))
+    else:
+        print(resolve_database(args.database_url).masked)
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from confluence_assets.doctor import run_checks
+
+    checks = run_checks(args.database_url)
+    for check in checks:
+        print(check.line())
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} OK, {failed} FAIL")
+    return 1 if failed else 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from confluence_assets.db import embedded
+
+    if args.action == "start":
+        server = embedded.ensure_embedded_server()
+        print(f"embedded PostgreSQL running: {server.pgdata}")
+    elif args.action == "stop":
+        stopped = embedded.stop_embedded_server()
+        print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    else:
+        running = embedded.is_running()
+        print(f"embedded PostgreSQL {'running' if running else 'stopped'}: {embedded.pgdata_dir()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="confluence-assets",
+        description="Keep a Confluence site searchable: a Dagster pipeline into PostgreSQL + pgvector.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        p.add_argument(
+            "--database-url",
+            default=None,
+            help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)",
+        )
+        return p
+
+    add("migrate", _cmd_migrate, "apply pending SQL migrations")
+    p = add("db-url", _cmd_db_url, "print the database URL in use (password masked)")
+    p.add_argument("--dagster", action="store_true", help="print Dagster's storage URL instead")
+    add("doctor", _cmd_doctor, "check database, pgvector, migrations and settings")
+    p = add("db", _cmd_db, "start, stop or inspect the embedded PostgreSQL")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.handler(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, psycopg.OperationalError) as exc:  # unreachable database, missing files
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: {first_line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Database plumbing with no Dagster in it: where the database is, connections, migrations."""

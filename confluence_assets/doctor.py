@@ -1,0 +1,150 @@
+"""``confluence-assets doctor``: checks a user can act on, one line each, never printing a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from confluence_assets import settings
+from confluence_assets.db import migrations
+from confluence_assets.db.connection import resolve_database
+from confluence_assets.settings import env
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+    def line(self) -> str:
+        text = f"{'OK  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        if not self.ok and self.hint:
+            text += f"\n     fix: {self.hint}"
+        return text
+
+
+def run_checks(database_url: str | None = None) -> list[Check]:
+    checks = _database_checks(database_url)
+    checks.append(_confluence_check())
+    checks.extend(_embedding_checks())
+    return checks
+
+
+def _database_checks(database_url: str | None) -> list[Check]:
+    try:
+        target = resolve_database(database_url)
+    except Exception as exc:  # the embedded server failed to start
+        return [
+            Check(
+                "database",
+                False,
+                f"embedded PostgreSQL did not start: {exc}",
+                "see $CONFLUENCE_ASSETS_HOME/pgdata/log, or set DATABASE_URL to your own PostgreSQL",
+            )
+        ]
+    where = "embedded" if target.embedded else "DATABASE_URL"
+    try:
+        with psycopg.connect(target.url, autocommit=True, connect_timeout=10) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            checks = [Check("database", True, f"{where} {target.masked} (PostgreSQL {version})")]
+            checks.append(_vector_check(conn))
+            checks.append(_migrations_check(conn))
+            return checks
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [
+            Check(
+                "database",
+                False,
+                f"{where} {target.masked} unreachable: {reason}",
+                "check host, port, user and password in DATABASE_URL, or unset it to use the embedded server",
+            )
+        ]
+
+
+def _vector_check(conn: psycopg.Connection) -> Check:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row:
+        return Check("pgvector", True, f"extension vector {row[0]}")
+    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    if available:
+        return Check("pgvector", False, "available but not created", "run: confluence-assets migrate")
+    return Check(
+        "pgvector",
+        False,
+        "the server has no pgvector extension",
+        "install pgvector on that server (https://github.com/pgvector/pgvector#installation)",
+    )
+
+
+def _migrations_check(conn: psycopg.Connection) -> Check:
+    try:
+        states = migrations.status(conn)
+    except migrations.MigrationError as exc:
+        return Check("migrations", False, str(exc), "reinstall the package")
+    changed = [s for s in states if s.state == "changed"]
+    todo = [s for s in states if s.state in ("pending", "unverified")]
+    if changed:
+        names = ", ".join(f"{s.migration.version}/{s.migration.name}" for s in changed)
+        return Check("migrations", False, f"edited after being applied: {names}", "restore those files from git")
+    if todo:
+        names = ", ".join(f"{s.migration.version}/{s.migration.name}" for s in todo)
+        return Check("migrations", False, f"{len(todo)} pending: {names}", "run: confluence-assets migrate")
+    return Check("migrations", True, f"{len(states)} applied, checksums match")
+
+
+def _confluence_check() -> Check:
+    url = env(settings.CONFLUENCE_URL)
+    if not url:
+        return Check(
+            "confluence",
+            False,
+            f"{settings.CONFLUENCE_URL} is not set",
+            f"export {settings.CONFLUENCE_URL}=https://your-site.atlassian.net/wiki (or your Data Center base URL)",
+        )
+    if env(settings.CONFLUENCE_PAT):
+        return Check("confluence", True, f"{url} with a personal access token (Data Center, Bearer)")
+    email, token = env(settings.CONFLUENCE_EMAIL), env(settings.CONFLUENCE_API_TOKEN)
+    if email and token:
+        return Check("confluence", True, f"{url} as {email} with an API token (Cloud, Basic)")
+    missing = [n for n, v in ((settings.CONFLUENCE_EMAIL, email), (settings.CONFLUENCE_API_TOKEN, token)) if not v]
+    return Check(
+        "confluence",
+        False,
+        f"{url} has no credentials ({', '.join(missing)} not set)",
+        f"Cloud: set {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}; "
+        f"Data Center: set {settings.CONFLUENCE_PAT}",
+    )
+
+
+def _embedding_checks() -> list[Check]:
+    model = env(settings.EMBEDDING_MODEL) or settings.DEFAULT_EMBEDDING_MODEL
+    raw_dims = env(settings.EMBEDDING_DIMENSIONS) or str(settings.DEFAULT_EMBEDDING_DIMENSIONS)
+    base_url = env(settings.OPENAI_BASE_URL) or "https://api.openai.com/v1"
+    checks = []
+    if env(settings.OPENAI_API_KEY):
+        checks.append(Check("embeddings", True, f"{model} at {base_url}, API key set"))
+    else:
+        checks.append(
+            Check(
+                "embeddings",
+                False,
+                f"{settings.OPENAI_API_KEY} is not set ({model} at {base_url})",
+                f"export {settings.OPENAI_API_KEY}=... (any value for a local OpenAI-compatible server)",
+            )
+        )
+    if raw_dims.isdigit() and int(raw_dims) in settings.SUPPORTED_DIMENSIONS:
+        checks.append(Check("embedding dimensions", True, raw_dims))
+    else:
+        checks.append(
+            Check(
+                "embedding dimensions",
+                False,
+                f"{settings.EMBEDDING_DIMENSIONS}={raw_dims!r} has no column in archon_crawled_pages",
+                f"use one of {', '.join(map(str, settings.SUPPORTED_DIMENSIONS))}",
+            )
+        )
+    return checks

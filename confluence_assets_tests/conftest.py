@@ -1,0 +1,100 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh database per test.
+
+The session points ``CONFLUENCE_ASSETS_HOME`` at a temporary directory before anything starts, so tests
+never touch a developer's ``~/.confluence-assets``, and unsets ``DATABASE_URL`` so the embedded default is
+what runs. ``migrated_db_url`` clones a template database that already has every migration applied
+(CREATE DATABASE ... TEMPLATE is a file copy: ~50 ms), so each test starts from the real schema.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="ca-test-"))
+os.environ["CONFLUENCE_ASSETS_HOME"] = str(_SESSION_HOME)
+for _name in ("DATABASE_URL", "DAGSTER_DATABASE_URL", "CONFLUENCE_ASSETS_SQL_DIR"):
+    os.environ.pop(_name, None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = REPO_ROOT.parent / "shared" / "confluence-samples"
+TEMPLATE_DB = "ca_template_migrated"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("CONFLUENCE_ASSETS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (or CONFLUENCE_ASSETS_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def embedded_server():
+    from confluence_assets.db import embedded
+
+    server = embedded.ensure_embedded_server()
+    yield server
+    embedded.stop_embedded_server()
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded_server) -> str:
+    """The maintenance database URL of the session's embedded server."""
+    return embedded_server.server_url
+
+
+def _create_database(server_url: str, name: str, template: str | None = None) -> str:
+    from confluence_assets.db.urls import with_database
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(stmt)
+    return with_database(server_url, name)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def fresh_db_url(server_url) -> Iterator[str]:
+    """An empty database (no extensions, no tables) dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield _create_database(server_url, name)
+    _drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(server_url) -> str:
+    from confluence_assets.db import migrations
+
+    _drop_database(server_url, TEMPLATE_DB)
+    url = _create_database(server_url, TEMPLATE_DB)
+    migrations.migrate(url)
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def migrated_db_url(server_url, _migrated_template) -> Iterator[str]:
+    """A database with every migration applied, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield _create_database(server_url, name, template=_migrated_template)
+    _drop_database(server_url, name)

@@ -1,0 +1,329 @@
+"""Schema and migration runner against the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from confluence_assets.db import migrations
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _columns(conn, table: str) -> dict[str, tuple[str, str | None, str]]:
+    rows = conn.execute(
+        """SELECT column_name, data_type, column_default, is_nullable
+           FROM information_schema.columns WHERE table_name = %s""",
+        (table,),
+    ).fetchall()
+    return {name: (dtype, default, nullable) for name, dtype, default, nullable in rows}
+
+
+def _indexdefs(conn) -> dict[str, str]:
+    rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall()
+    return dict(rows)
+
+
+def test_fresh_database_gets_every_migration_once_then_nothing(fresh_db_url):
+    applied = migrations.migrate(fresh_db_url)
+    names = [m.name for m in applied]
+    assert names[:2] == ["000_archon_base_tables", "010_add_confluence_pages"]
+    assert names == sorted(names)
+    assert migrations.migrate(fresh_db_url) == []
+    assert migrations.pending(fresh_db_url) == []
+
+
+def test_each_sql_file_is_idempotent_when_run_twice_by_hand(fresh_db_url):
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        for m in migrations.discover():
+            conn.execute(m.sql)
+            conn.execute(m.sql)
+        rows = conn.execute("SELECT version, migration_name, count(*) FROM archon_migrations GROUP BY 1, 2").fetchall()
+    assert {(v, n) for v, n, _ in rows} == {(m.version, m.name) for m in migrations.discover()}
+    assert all(count == 1 for _, _, count in rows)
+
+
+def test_confluence_pages_columns_types_and_defaults(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        cols = _columns(conn, "confluence_pages")
+    expected_types = {
+        "page_id": "text",
+        "source_id": "text",
+        "space_key": "text",
+        "title": "text",
+        "version": "integer",
+        "last_modified": "timestamp with time zone",
+        "is_deleted": "boolean",
+        "deleted_at": "timestamp with time zone",
+        "path": "text",
+        "metadata": "jsonb",
+        "created_at": "timestamp with time zone",
+        "updated_at": "timestamp with time zone",
+    }
+    assert {k: v[0] for k, v in cols.items() if k in expected_types} == expected_types
+    assert cols["is_deleted"][1] == "false"
+    assert cols["created_at"][1] == "now()" and cols["updated_at"][1] == "now()"
+    assert cols["metadata"][2] == "NO" and cols["source_id"][2] == "NO"
+    assert cols["deleted_at"][2] == "YES" and cols["path"][2] == "YES"
+
+
+def test_archon_base_tables_match_archon_columns(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        sources = _columns(conn, "archon_sources")
+        chunks = _columns(conn, "archon_crawled_pages")
+        mig = _columns(conn, "archon_migrations")
+        generated = conn.execute(
+            """SELECT is_generated, generation_expression FROM information_schema.columns
+               WHERE table_name = 'archon_crawled_pages' AND column_name = 'content_search_vector'"""
+        ).fetchone()
+        vector_dims = dict(
+            conn.execute(
+                """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+                   WHERE attrelid = 'archon_crawled_pages'::regclass AND attname ~ '^embedding_[0-9]+$'"""
+            ).fetchall()
+        )
+    assert set(sources) == {
+        "source_id",
+        "source_url",
+        "source_display_name",
+        "summary",
+        "total_word_count",
+        "title",
+        "metadata",
+        "created_at",
+        "updated_at",
+    }
+    assert sources["metadata"][0] == "jsonb" and sources["total_word_count"][1] == "0"
+    assert {
+        "id",
+        "url",
+        "chunk_number",
+        "content",
+        "metadata",
+        "source_id",
+        "llm_chat_model",
+        "embedding_model",
+        "embedding_dimension",
+        "content_search_vector",
+        "created_at",
+    } <= set(chunks)
+    assert chunks["id"][0] == "bigint" and "nextval" in chunks["id"][1]
+    assert vector_dims == {
+        "embedding_384": "vector(384)",
+        "embedding_768": "vector(768)",
+        "embedding_1024": "vector(1024)",
+        "embedding_1536": "vector(1536)",
+        "embedding_3072": "vector(3072)",
+    }
+    assert generated[0] == "ALWAYS" and "to_tsvector('english'" in generated[1]
+    assert mig["checksum"][0] == "character varying" and mig["id"][0] == "uuid"
+
+
+def test_the_seven_indexes_with_their_where_clauses_and_opclasses(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        defs = _indexdefs(conn)
+    expected = {
+        "idx_confluence_pages_source": ["btree (source_id) WHERE (is_deleted = false)"],
+        "idx_confluence_pages_space": ["btree (space_key) WHERE (is_deleted = false)"],
+        "idx_confluence_pages_version": ["btree (page_id, version)"],
+        "idx_confluence_pages_path": ["btree (path text_pattern_ops)"],
+        "idx_confluence_pages_jira": ["gin (((metadata -> 'jira_issue_links'::text)) jsonb_path_ops)"],
+        "idx_confluence_pages_mentions": ["gin (((metadata -> 'user_mentions'::text)) jsonb_path_ops)"],
+        "idx_crawled_pages_confluence_page_id": [
+            "btree (((metadata ->> 'page_id'::text))) WHERE (metadata ? 'page_id'::text)"
+        ],
+    }
+    for name, fragments in expected.items():
+        assert name in defs, name
+        for fragment in fragments:
+            assert fragment in defs[name], (name, defs[name])
+    for dim in (384, 768, 1024, 1536):
+        assert "USING hnsw" in defs[f"idx_archon_crawled_pages_embedding_{dim}"]
+        assert "vector_cosine_ops" in defs[f"idx_archon_crawled_pages_embedding_{dim}"]
+
+
+def test_comments_document_tables_columns_and_indexes(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        table = conn.execute("SELECT obj_description('confluence_pages'::regclass)").fetchone()[0]
+        uncommented = conn.execute(
+            """SELECT a.attname FROM pg_attribute a
+               WHERE a.attrelid = 'confluence_pages'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                 AND col_description(a.attrelid, a.attnum) IS NULL"""
+        ).fetchall()
+        index_comments = conn.execute(
+            """SELECT c.relname, obj_description(c.oid) FROM pg_class c
+               WHERE c.relname LIKE 'idx_confluence_pages_%' OR c.relname = 'idx_crawled_pages_confluence_page_id'"""
+        ).fetchall()
+    assert "archon_crawled_pages" in table
+    assert uncommented == []
+    assert len(index_comments) == 7 and all(comment for _, comment in index_comments)
+
+
+def _seed_space(conn, source_id: str, pages: int, chunks_per_page: int) -> None:
+    conn.execute(
+        "INSERT INTO archon_sources (source_id, title, metadata) VALUES (%s, %s, %s)",
+        (source_id, source_id, json.dumps({"source_type": "confluence"})),
+    )
+    conn.execute(
+        """INSERT INTO confluence_pages (page_id, source_id, space_key, title, version, last_modified, path, metadata)
+           SELECT %(s)s || '-' || g, %(s)s, 'K', 'Page ' || g, 1, now(), '/' || g, '{}'::jsonb
+           FROM generate_series(1, %(n)s) g""",
+        {"s": source_id, "n": pages},
+    )
+    conn.execute(
+        """INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id)
+           SELECT 'confluence://K/' || %(s)s || '-' || p, c, 'chunk ' || c || ' of ' || p,
+                  jsonb_build_object('page_id', %(s)s || '-' || p), %(s)s
+           FROM generate_series(1, %(n)s) p, generate_series(0, %(k)s - 1) c""",
+        {"s": source_id, "n": pages, "k": chunks_per_page},
+    )
+
+
+def test_deleting_a_source_cascades_to_its_pages_and_chunks_only(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        _seed_space(conn, "confluence_A", pages=3, chunks_per_page=2)
+        _seed_space(conn, "confluence_B", pages=2, chunks_per_page=2)
+        conn.execute("DELETE FROM archon_sources WHERE source_id = 'confluence_A'")
+        pages = conn.execute("SELECT source_id, count(*) FROM confluence_pages GROUP BY 1").fetchall()
+        chunks = conn.execute("SELECT source_id, count(*) FROM archon_crawled_pages GROUP BY 1").fetchall()
+    assert pages == [("confluence_B", 2)]
+    assert chunks == [("confluence_B", 4)]
+
+
+def test_chunk_lookup_by_page_id_uses_the_partial_index(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        _seed_space(conn, "confluence_BIG", pages=4000, chunks_per_page=8)  # 32,000 chunks
+        # Non-Confluence rows (no page_id) are outside the partial index.
+        conn.execute(
+            """INSERT INTO archon_sources (source_id) VALUES ('web');
+               INSERT INTO archon_crawled_pages (url, chunk_number, content, source_id)
+               SELECT 'https://example.com/' || g, 0, 'web ' || g, 'web' FROM generate_series(1, 5000) g"""
+        )
+        conn.execute("ANALYZE archon_crawled_pages")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT id, content FROM archon_crawled_pages "
+                "WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s",
+                ("confluence_BIG-1234",),
+            ).fetchall()
+        )
+        hits = conn.execute(
+            "SELECT count(*) FROM archon_crawled_pages WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s",
+            ("confluence_BIG-1234",),
+        ).fetchone()[0]
+    assert "idx_crawled_pages_confluence_page_id" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert hits == 8
+
+
+def test_checksum_is_recorded_for_every_file(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        recorded = dict(
+            ((v, n), c) for v, n, c in conn.execute("SELECT version, migration_name, checksum FROM archon_migrations")
+        )
+    for m in migrations.discover():
+        assert recorded[(m.version, m.name)] == hashlib.md5(m.path.read_bytes()).hexdigest()
+
+
+def test_an_edited_applied_migration_is_refused(fresh_db_url, tmp_path):
+    sql_copy = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), sql_copy)
+    migrations.migrate(fresh_db_url, sql_copy)
+    target = sql_copy / "0.1.0" / "010_add_confluence_pages.sql"
+    target.write_text(target.read_text() + "\n-- edited after it was applied\n")
+    with pytest.raises(migrations.ChecksumMismatchError) as excinfo:
+        migrations.migrate(fresh_db_url, sql_copy)
+    message = str(excinfo.value)
+    assert "010_add_confluence_pages" in message and "new numbered migration" in message
+
+
+def test_a_file_applied_by_hand_without_checksum_is_adopted(fresh_db_url):
+    base, pages = migrations.discover()[:2]
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(base.sql)
+        conn.execute(pages.sql)  # self-records without a checksum, as psql in Supabase would
+        states = {s.migration.name: s.state for s in migrations.status(conn)}
+    assert states[pages.name] == "unverified"
+    migrations.migrate(fresh_db_url)
+    with psycopg.connect(fresh_db_url) as conn:
+        checksum = conn.execute(
+            "SELECT checksum FROM archon_migrations WHERE migration_name = %s", (pages.name,)
+        ).fetchone()[0]
+    assert checksum == pages.checksum
+
+
+def test_a_failing_migration_rolls_back_and_names_the_file(fresh_db_url, tmp_path):
+    sql_copy = tmp_path / "sql"
+    shutil.copytree(migrations.sql_dir(), sql_copy)
+    (sql_copy / "0.1.0" / "999_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT no_such_function();\n")
+    with pytest.raises(migrations.MigrationError, match="999_broken"):
+        migrations.migrate(fresh_db_url, sql_copy)
+    with psycopg.connect(fresh_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('confluence_pages')").fetchone()[0] == "confluence_pages"
+
+
+def test_existing_archon_database_keeps_its_rows_indexes_and_foreign_key(fresh_db_url):
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute((FIXTURES / "archon_existing.sql").read_text())
+        before = {
+            table: conn.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t").fetchone()[0]  # noqa: S608
+            for table in ("archon_sources", "archon_crawled_pages", "archon_settings")
+        }
+        archon_migration_rows = conn.execute("SELECT count(*) FROM archon_migrations").fetchone()[0]
+    migrations.migrate(fresh_db_url)
+    with psycopg.connect(fresh_db_url) as conn:
+        after = {
+            table: conn.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t").fetchone()[0]  # noqa: S608
+            for table in before
+        }
+        defs = _indexdefs(conn)
+        fk_action = conn.execute(
+            """SELECT confdeltype FROM pg_constraint
+               WHERE conrelid = 'archon_crawled_pages'::regclass AND contype = 'f'"""
+        ).fetchone()[0]
+        ours = conn.execute("SELECT count(*) FROM archon_migrations WHERE checksum IS NOT NULL").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM archon_migrations").fetchone()[0]
+        assert conn.execute("SELECT to_regclass('confluence_pages')").fetchone()[0] == "confluence_pages"
+    assert after == before
+    assert "ivfflat" in defs["idx_archon_crawled_pages_embedding_1536"]  # Archon's own index is untouched
+    assert fk_action == "a"  # Archon's FK (NO ACTION) is left as it is
+    assert "idx_crawled_pages_confluence_page_id" in defs
+    assert total == archon_migration_rows + ours == archon_migration_rows + len(migrations.discover())
+
+
+def test_rls_is_skipped_on_plain_postgres(migrated_db_url):
+    with psycopg.connect(migrated_db_url) as conn:
+        rls = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'confluence_pages'").fetchone()[0]
+        policies = conn.execute("SELECT count(*) FROM pg_policies WHERE tablename = 'confluence_pages'").fetchone()[0]
+    assert rls is False and policies == 0
+
+
+def test_rls_policies_are_created_where_supabase_auth_exists(fresh_db_url):
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE SCHEMA auth;
+               CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'service_role'::text $$;
+               DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+                   CREATE ROLE authenticated NOLOGIN;
+                 END IF;
+               END $$;"""
+        )
+    migrations.migrate(fresh_db_url)
+    with psycopg.connect(fresh_db_url) as conn:
+        rls = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'confluence_pages'").fetchone()[0]
+        policies = dict(
+            conn.execute("SELECT policyname, cmd FROM pg_policies WHERE tablename = 'confluence_pages'").fetchall()
+        )
+    assert rls is True
+    assert policies == {
+        "Allow service role full access to confluence_pages": "ALL",
+        "Allow authenticated users to read confluence_pages": "SELECT",
+    }
