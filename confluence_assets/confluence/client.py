@@ -1,0 +1,275 @@
+"""ConfluenceAPI: the few calls the sync needs, on atlassian-python-api 4.x, with retries we control.
+
+Why not the library's own retry options: with ``retry_with_header`` (on by default) a 429 carrying
+``Retry-After`` is retried forever, sleeping whatever the server says; ``backoff_and_retry`` retries only
+on status codes. We hand the client a ``requests.Session`` whose urllib3 ``Retry`` covers connection
+errors, read timeouts and 429/5xx with capped exponential backoff plus jitter, honours ``Retry-After``
+up to a cap, and counts every attempt so runs can report their API calls.
+
+Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
+never infers the end from a short page: a page may hold fewer results than ``limit``, or none at all,
+and still have a ``next`` link.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from atlassian import Confluence
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from confluence_assets.confluence.errors import (
+    ConfluenceAuthError,
+    ConfluenceConfigError,
+    ConfluenceError,
+    ConfluenceNotFoundError,
+    ConfluencePermissionError,
+    ConfluenceRequestError,
+    ConfluenceUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+# The library logs every request as a curl command line, Authorization header included, at DEBUG.
+logging.getLogger("atlassian").setLevel(logging.INFO)
+
+PAGE_EXPAND = ",".join(
+    [
+        "body.storage",
+        "version",
+        "ancestors",
+        "history",
+        "space",
+        "metadata.labels",
+        "children.page",
+        "children.attachment",
+    ]
+)
+MAX_EMPTY_PAGES = 5  # consecutive empty pages with a next link before we call the listing finished
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 6
+    backoff_seconds: float = 0.5  # first backoff; doubles each retry
+    backoff_max_seconds: float = 30.0
+    jitter_seconds: float = 0.5
+    retry_after_cap_seconds: float = 120.0
+
+
+@dataclass
+class RequestStats:
+    """HTTP attempts made to Confluence (retries included)."""
+
+    responses: int = 0
+    retries: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> int:
+        return self.responses + self.retries
+
+
+def _retry(policy: RetryPolicy, stats: RequestStats) -> Retry:
+    class CountingRetry(Retry):
+        def increment(self, *args: Any, **kwargs: Any) -> Retry:
+            stats.retries += 1
+            return super().increment(*args, **kwargs)
+
+        def parse_retry_after(self, retry_after: str) -> float:
+            return min(super().parse_retry_after(retry_after), policy.retry_after_cap_seconds)
+
+    return CountingRetry(
+        total=policy.max_retries,
+        connect=policy.max_retries,
+        read=policy.max_retries,
+        status=policy.max_retries,
+        other=0,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=frozenset({429, 500, 502, 503, 504}),
+        backoff_factor=policy.backoff_seconds,
+        backoff_max=policy.backoff_max_seconds,
+        backoff_jitter=policy.jitter_seconds,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # hand the last response back so the error names its status
+        raise_on_redirect=False,
+    )
+
+
+def join_url(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def resolve_next(links: dict, fallback_base: str) -> str | None:
+    """Absolute URL of ``_links.next``: joined onto ``_links.base``, or onto the origin when the link
+    already carries the context path (``/wiki/rest/...``)."""
+    nxt = links.get("next")
+    if not nxt:
+        return None
+    if nxt.startswith(("http://", "https://")):
+        return nxt
+    base = links.get("base") or fallback_base
+    context = (links.get("context") or "").rstrip("/")
+    if context and nxt.startswith(context + "/"):
+        parts = urlsplit(base)
+        return f"{parts.scheme}://{parts.netloc}{nxt}"
+    return join_url(base, nxt)
+
+
+class ConfluenceAPI:
+    """The Confluence calls of the sync. Construct with Cloud credentials (email + API token) or a Data
+    Center personal access token."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        email: str | None = None,
+        api_token: str | None = None,
+        personal_access_token: str | None = None,
+        timeout_seconds: float = 30.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = 50,
+    ) -> None:
+        if not url or not url.startswith(("http://", "https://")):
+            raise ConfluenceConfigError(f"CONFLUENCE_URL must be an http(s) URL, got {url!r}")
+        self.url = url.rstrip("/")
+        self.page_size = page_size
+        self.stats = RequestStats()
+        self._credential_hint = (
+            "CONFLUENCE_PAT" if personal_access_token else "CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN"
+        )
+        session = requests.Session()
+        adapter = HTTPAdapter(max_retries=_retry(retry or RetryPolicy(), self.stats))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.hooks["response"].append(self._count)
+        kwargs: dict[str, Any] = dict(
+            session=session,
+            timeout=timeout_seconds,
+            retry_with_header=False,
+            backoff_and_retry=False,
+        )
+        if personal_access_token:
+            kwargs["token"] = personal_access_token
+        elif email and api_token:
+            kwargs.update(username=email, password=api_token)
+        else:
+            raise ConfluenceConfigError(
+                "no Confluence credentials: set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) "
+                "or CONFLUENCE_PAT (Data Center)"
+            )
+        self._client = Confluence(self.url, **kwargs)
+        self.site_base = self.url  # replaced by _links.base from the first response
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.stats.responses += 1
+        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
+
+    # -- low level ---------------------------------------------------------------------------------------
+    def get_json(self, path: str, params: dict[str, Any] | None = None, *, absolute: bool = False) -> dict:
+        """GET a REST path (relative to the base URL) or an absolute URL; errors translated."""
+        shown = path if absolute else join_url(self.url, path)
+        shown = shown.split("?", 1)[0]
+        try:
+            data = self._client.get(path, params=params, absolute=absolute)
+        except requests.HTTPError as exc:
+            raise self._translate(exc, shown) from None
+        except requests.RetryError as exc:
+            raise ConfluenceUnavailableError(f"{shown}: gave up after retries ({_reason(exc)})") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConfluenceUnavailableError(
+                f"cannot reach Confluence at {self.url} ({_reason(exc)}): check CONFLUENCE_URL and the network"
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfluenceConfigError(
+                f"{shown} did not answer with JSON: is CONFLUENCE_URL right? "
+                "Confluence Cloud URLs end in /wiki (https://your-site.atlassian.net/wiki)"
+            )
+        base = (data.get("_links") or {}).get("base")
+        if base:
+            self.site_base = base.rstrip("/")
+        return data
+
+    def _translate(self, exc: requests.HTTPError, shown: str) -> ConfluenceError:
+        status = exc.response.status_code if exc.response is not None else 0
+        message = str(exc)[:300]
+        if status == 401:
+            return ConfluenceAuthError(
+                f"Confluence at {self.url} rejected the credentials (HTTP 401): check {self._credential_hint}"
+            )
+        if status == 403:
+            return ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
+        if status == 404:
+            return ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
+        if status == 400:
+            return ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
+        if status == 429 or status >= 500:
+            return ConfluenceUnavailableError(
+                f"{shown}: Confluence answered HTTP {status} after every retry: {message}"
+            )
+        return ConfluenceError(f"{shown}: HTTP {status}: {message}")
+
+    def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict]:
+        """Every result of a paginated list, following ``_links.next`` to the end."""
+        data = self.get_json(path, params)
+        empty_in_a_row = 0
+        seen_links: set[str] = set()
+        while True:
+            results = data.get("results") or []
+            yield from results
+            empty_in_a_row = 0 if results else empty_in_a_row + 1
+            nxt = resolve_next(data.get("_links") or {}, self.url)
+            if nxt is None or nxt in seen_links or empty_in_a_row >= MAX_EMPTY_PAGES:
+                return
+            seen_links.add(nxt)
+            data = self.get_json(nxt, absolute=True)
+
+    # -- the calls of the sync ---------------------------------------------------------------------------
+    def list_spaces(self) -> Iterator[dict]:
+        """Every space the user can see (global and personal, any status)."""
+        yield from self.paginate("rest/api/space", {"limit": 250, "expand": "description.plain"})
+
+    def search_pages(self, cql: str, *, expand: str = PAGE_EXPAND, limit: int | None = None) -> Iterator[dict]:
+        """Pages matching ``cql`` via /rest/api/content/search, with ``expand`` in the same requests."""
+        params: dict[str, Any] = {"cql": cql, "limit": limit or self.page_size}
+        if expand:
+            params["expand"] = expand
+        yield from self.paginate("rest/api/content/search", params)
+
+    def first_match(self, cql: str) -> dict | None:
+        """The first result of ``cql`` (limit 1, version only): a cheap change probe."""
+        data = self.get_json("rest/api/content/search", {"cql": cql, "limit": 1, "expand": "version"})
+        results = data.get("results") or []
+        return results[0] if results else None
+
+    def get_page(self, page_id: str, *, expand: str = PAGE_EXPAND) -> dict | None:
+        """One page, or None when it is gone (404)."""
+        try:
+            return self.get_json(f"rest/api/content/{page_id}", {"expand": expand})
+        except ConfluenceNotFoundError:
+            return None
+
+    def page_url(self, page: dict) -> str:
+        webui = (page.get("_links") or {}).get("webui")
+        if webui:
+            return join_url(self.site_base, webui)
+        space = (page.get("space") or {}).get("key", "")
+        return join_url(self.site_base, f"/spaces/{space}/pages/{page.get('id')}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    # urllib3 messages repeat the whole URL and pool; the tail names the cause.
+    if "Caused by" in text:
+        text = text.split("Caused by", 1)[1].strip(" ()")
+    return text[:200]

@@ -1,0 +1,31 @@
+"""Errors a user can act on. Messages name what to fix and never contain a credential."""
+
+from __future__ import annotations
+
+
+class ConfluenceError(RuntimeError):
+    """Base class: something about talking to Confluence failed."""
+
+
+class ConfluenceAuthError(ConfluenceError):
+    """401: the credentials were rejected. Retrying will not help."""
+
+
+class ConfluencePermissionError(ConfluenceError):
+    """403: the user may not read this space or page."""
+
+
+class ConfluenceNotFoundError(ConfluenceError):
+    """404: missing, trashed, or invisible to this user."""
+
+
+class ConfluenceRequestError(ConfluenceError):
+    """400: Confluence refused the request (e.g. CQL it cannot parse)."""
+
+
+class ConfluenceUnavailableError(ConfluenceError):
+    """Unreachable, timed out, rate-limited or failing (5xx) after every retry."""
+
+
+class ConfluenceConfigError(ConfluenceError):
+    """The settings cannot work (missing URL or credentials, a URL that does not serve the REST API)."""

@@ -1,0 +1,386 @@
+"""The asset graph: confluence_spaces -> changed_pages -> page_metadata -> page_chunks -> chunk_embeddings.
+
+Asset bodies are thin: they resolve the partition, open a connection, take the space's lock, call one
+plain step from confluence_assets.sync and turn its summary into metadata a user reads in the UI.
+Nothing flows between assets in memory: each step reads and writes the durable staging tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from confluence_assets.confluence.cql import InvalidTimeZoneError
+from confluence_assets.confluence.errors import ConfluenceAuthError, ConfluenceConfigError, ConfluenceError
+from confluence_assets.confluence.keys import (
+    InvalidSpaceKeyError,
+    partition_key_to_space_key,
+    source_id_for,
+    space_key_to_partition_key,
+)
+from confluence_assets.content import ConversionError, chunk_markdown, convert_page
+from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME, confluence_spaces_partitions_def
+from confluence_assets.defs.reporting import changes_table, failures_table, space_table
+from confluence_assets.defs.resources import (
+    ConfluenceResource,
+    EmbeddingsResource,
+    PostgresResource,
+    SpaceSelectionResource,
+)
+from confluence_assets.embeddings import EmbeddingAuthError, EmbeddingConfigError, EmbeddingError
+from confluence_assets.sync import checks, sources
+from confluence_assets.sync.changes import stage_changes
+from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
+from confluence_assets.sync.convert_step import convert_staged
+from confluence_assets.sync.embed_step import embed_and_swap
+from confluence_assets.sync.locks import space_lock
+from confluence_assets.sync.spaces import select_spaces
+
+GROUP = "confluence"
+CONFLUENCE_POOL = "confluence_api"  # limits concurrent Confluence-calling steps across runs
+
+
+@contextmanager
+def clear_failures() -> Iterator[None]:
+    """Errors a user must act on fail the step with their one-line message as the failure description."""
+    try:
+        yield
+    except (ConfluenceAuthError, ConfluenceConfigError, EmbeddingAuthError, EmbeddingConfigError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except (InvalidSpaceKeyError, InvalidTimeZoneError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except (ConfluenceError, EmbeddingError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
+def _space(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    with clear_failures():
+        space_key = partition_key_to_space_key(context.partition_key)
+    return space_key, source_id_for(space_key)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"confluence", "postgres"},
+    pool=CONFLUENCE_POOL,
+    description=(
+        "The Confluence spaces to sync: every space the credentials can see, filtered by the space "
+        "selection (keys, type, status). Upserts one archon_sources row per space and keeps one "
+        "`confluence_spaces` partition per selected space."
+    ),
+)
+def confluence_spaces(
+    context: dg.AssetExecutionContext,
+    confluence: ConfluenceResource,
+    database: PostgresResource,
+    space_selection: SpaceSelectionResource,
+) -> dg.MaterializeResult:
+    started = time.monotonic()
+    with clear_failures():
+        api = confluence.api()
+        visible = [sources.Space.from_api(data, api.site_base) for data in api.list_spaces()]
+        selection = select_spaces(
+            visible,
+            include_keys=space_selection.include_keys,
+            exclude_keys=space_selection.exclude_keys,
+            space_types=space_selection.space_types,
+            statuses=space_selection.statuses,
+        )
+    with database.connect() as conn, conn.transaction():
+        for space in selection.selected:
+            sources.upsert_space(
+                conn, space, base_url=api.site_base, default_deletion_strategy=space_selection.deletion_strategy
+            )
+        wanted = {space_key_to_partition_key(s.key) for s in selection.selected}
+        existing = set(context.instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME))
+        added, removed = sorted(wanted - existing), sorted(existing - wanted)
+        for key in removed:
+            sources.mark_removed(conn, partition_key_to_space_key(key))
+    if added:
+        context.instance.add_dynamic_partitions(SPACES_PARTITIONS_NAME, added)
+    for key in removed:
+        context.instance.delete_dynamic_partition(SPACES_PARTITIONS_NAME, key)
+    for key in selection.invalid_keys:
+        context.log.warning(f"space key {key!r} is not a valid space key for partitions; skipped")
+    if selection.missing_includes:
+        context.log.warning(f"included spaces not visible to these credentials: {selection.missing_includes}")
+    context.log.info(f"{len(selection.selected)} spaces selected of {len(visible)} visible; +{added} -{removed}")
+    return dg.MaterializeResult(
+        metadata={
+            "spaces_visible": len(visible),
+            "spaces_selected": len(selection.selected),
+            "partitions_added": dg.MetadataValue.json(added),
+            "partitions_removed": dg.MetadataValue.json(removed),
+            "spaces": dg.MetadataValue.md(space_table(selection.selected)),
+            "api_calls": api.stats.attempts,
+            "duration_seconds": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+class ChangedPagesConfig(dg.Config):
+    full_scan: bool = False  # list the whole space instead of changes since the watermark
+    reprocess: bool = False  # treat unchanged pages as updated (after a converter/chunker upgrade)
+
+
+@dg.asset(
+    partitions_def=confluence_spaces_partitions_def,
+    deps=[confluence_spaces],
+    group_name=GROUP,
+    kinds={"confluence", "postgres"},
+    pool=CONFLUENCE_POOL,
+    description=(
+        "Pages of the space created or modified since the watermark (minus an overlap window), fetched "
+        "with their bodies by CQL in the site's time zone, classified new/updated/unchanged against what "
+        "is indexed and staged durably in confluence_sync_staged_pages. The first run loads the whole space."
+    ),
+)
+def changed_pages(
+    context: dg.AssetExecutionContext,
+    config: ChangedPagesConfig,
+    confluence: ConfluenceResource,
+    database: PostgresResource,
+) -> dg.MaterializeResult:
+    space_key, source_id = _space(context)
+    started = time.monotonic()
+    with clear_failures():
+        api = confluence.api()
+        zone = confluence.zone()
+        with space_lock(database.url, source_id), database.connect() as conn:
+            summary = stage_changes(
+                api,
+                conn,
+                space_key,
+                run_id=context.run_id,
+                overlap=confluence.overlap,
+                zone=zone,
+                full=config.full_scan,
+                reprocess=config.reprocess,
+            )
+            sources.record_run_metrics(
+                conn,
+                source_id,
+                context.run_id,
+                {
+                    "pages_created": summary.new,
+                    "pages_updated": summary.updated + summary.restored,
+                    "pages_unchanged": summary.unchanged,
+                    "api_calls": api.stats.attempts,
+                },
+            )
+    context.log.info(
+        f"{space_key}: {summary.seen} pages listed, {summary.new} new, {summary.updated} updated, "
+        f"{summary.restored} restored, {summary.unchanged} unchanged ({api.stats.attempts} API calls)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "cql": summary.cql,
+            "full_load": summary.full_load,
+            "pages_listed": summary.seen,
+            "pages_new": summary.new,
+            "pages_updated": summary.updated,
+            "pages_restored": summary.restored,
+            "pages_unchanged": summary.unchanged,
+            "pages_already_staged": summary.already_staged,
+            "api_calls": api.stats.attempts,
+            "api_retries": api.stats.retries,
+            "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
+            "changed_pages": dg.MetadataValue.md(changes_table(summary.changes)),
+            "duration_seconds": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=confluence_spaces_partitions_def,
+    deps=[changed_pages],
+    group_name=GROUP,
+    kinds={"python", "postgres"},
+    description=(
+        "Converts each staged page's storage XHTML to Markdown and extracts its metadata (ancestors, "
+        "children, authors, labels, Jira links, mentions, internal/external/asset links, headings), "
+        "then upserts confluence_pages with the materialised path. Pages that cannot be converted are "
+        "recorded with their error; the others land."
+    ),
+)
+def page_metadata(context: dg.AssetExecutionContext, database: PostgresResource) -> dg.MaterializeResult:
+    space_key, source_id = _space(context)
+    started = time.monotonic()
+    with space_lock(database.url, source_id), database.connect() as conn:
+        base_url = _base_url(conn, source_id)
+        summary = convert_staged(
+            conn,
+            space_key,
+            base_url=base_url,
+            convert=convert_page,
+            conversion_error=ConversionError,
+            progress=lambda n: context.log.info(f"{space_key}: {n} pages converted"),
+        )
+        sources.record_run_metrics(
+            conn, source_id, context.run_id, {"pages_converted": summary.converted, "pages_failed": len(summary.failed)}
+        )
+    for failure in summary.failed:
+        context.log.warning(f"page {failure.page_id} ({failure.title}) failed: {failure.error}")
+    return dg.MaterializeResult(
+        metadata={
+            "pages_converted": summary.converted,
+            "pages_failed": len(summary.failed),
+            "pages_moved": summary.moved,
+            "internal_links_resolved_by_title": summary.links_resolved,
+            "failed_pages": dg.MetadataValue.md(failures_table(summary.failed)),
+            "duration_seconds": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+class PageChunksConfig(dg.Config):
+    chunk_tokens: int = 800
+    overlap_tokens: int = 80
+    max_tokens: int = 8191  # the embedding model's input limit
+
+
+@dg.asset(
+    partitions_def=confluence_spaces_partitions_def,
+    deps=[page_metadata],
+    group_name=GROUP,
+    kinds={"python", "postgres"},
+    description=(
+        "Splits each converted page into section-aware chunks (heading breadcrumb, code blocks and table "
+        "rows kept whole where they fit) with a stable content hash, into confluence_sync_staged_chunks."
+    ),
+)
+def page_chunks(
+    context: dg.AssetExecutionContext, config: PageChunksConfig, database: PostgresResource
+) -> dg.MaterializeResult:
+    space_key, source_id = _space(context)
+    started = time.monotonic()
+    with space_lock(database.url, source_id), database.connect() as conn:
+        summary = chunk_staged(
+            conn,
+            space_key,
+            base_url=_base_url(conn, source_id),
+            chunker=chunk_markdown,
+            settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, config.max_tokens),
+            progress=lambda n: context.log.info(f"{space_key}: {n} pages chunked"),
+        )
+        sources.record_run_metrics(conn, source_id, context.run_id, {"chunks_staged": summary.chunks})
+    return dg.MaterializeResult(
+        metadata={
+            "pages_chunked": summary.pages,
+            "chunks": summary.chunks,
+            "tokens_estimated": summary.tokens,
+            "duration_seconds": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+CHECKS = {
+    "every_live_page_has_chunks": "Every live page of the space has at least one chunk",
+    "every_chunk_embedded": "No chunk of the space lacks an embedding for the configured dimension",
+    "no_orphan_chunks": "No chunk belongs to a deleted or unknown page",
+    "embedding_model_matches": "Every chunk is embedded with the configured model and dimension",
+    "watermark_current": "The watermark reached the newest change this sync saw (nothing left staged)",
+}
+
+
+@dg.asset(
+    partitions_def=confluence_spaces_partitions_def,
+    deps=[page_chunks],
+    group_name=GROUP,
+    kinds={"openai", "postgres"},
+    check_specs=[dg.AssetCheckSpec(name, asset="chunk_embeddings", description=d) for name, d in CHECKS.items()],
+    description=(
+        "Embeds only chunks whose content hash has no embedding yet for the configured model and dimension, "
+        "in batches, then swaps each page's chunks into archon_crawled_pages in one transaction. Only then "
+        "does the space's watermark advance."
+    ),
+)
+def chunk_embeddings(
+    context: dg.AssetExecutionContext, database: PostgresResource, embeddings: EmbeddingsResource
+) -> dg.MaterializeResult:
+    space_key, source_id = _space(context)
+    started = time.monotonic()
+    with clear_failures():
+        embedder = embeddings.embedder()
+        with space_lock(database.url, source_id), database.connect() as conn:
+            summary = embed_and_swap(
+                conn,
+                space_key,
+                embedder,
+                progress=lambda what, n: context.log.info(f"{space_key}: {n} {what}"),
+            )
+            run_metrics = sources.record_run_metrics(
+                conn,
+                source_id,
+                context.run_id,
+                {
+                    "chunks_created": summary.chunks_written,
+                    "chunks_reused": summary.chunks_reused,
+                    "embeddings_requested": summary.hashes_embedded,
+                    "embedding_requests": embedder.stats.requests,
+                    "embedding_tokens": embedder.stats.tokens,
+                    "pages_failed": len(summary.failed),
+                },
+            )
+            state_before = sources.get_sync_state(conn, source_id)
+            watermark = sources.complete_sync(conn, source_id, _final_metrics(run_metrics))
+            check_results = _check_results(
+                conn, space_key, embedder.model, embedder.dimensions, state_before, watermark
+            )
+    for failure in summary.failed:
+        context.log.warning(f"page {failure.page_id} ({failure.title}) failed: {failure.error}")
+    return dg.MaterializeResult(
+        metadata={
+            "pages_swapped": summary.pages_swapped,
+            "chunks_written": summary.chunks_written,
+            "chunks_replaced": summary.chunks_deleted,
+            "chunks_reused": summary.chunks_reused,
+            "embeddings_requested": summary.hashes_embedded,
+            "embedding_requests": embedder.stats.requests,
+            "embedding_tokens": embedder.stats.tokens,
+            "pages_failed": len(summary.failed),
+            "failed_pages": dg.MetadataValue.md(failures_table(summary.failed)),
+            "watermark": watermark.isoformat() if watermark else "none",
+            "duration_seconds": round(time.monotonic() - started, 2),
+        },
+        check_results=check_results,
+    )
+
+
+def _base_url(conn, source_id: str) -> str:
+    return sources.get_sync_state(conn, source_id).metadata.get("confluence_base_url") or ""
+
+
+def _final_metrics(run_metrics: dict) -> dict:
+    metrics = {k: v for k, v in run_metrics.items() if k != "started_at"}
+    started = run_metrics.get("started_at")
+    if started:
+        metrics["last_sync_duration_seconds"] = round(
+            (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds(), 1
+        )
+    return metrics
+
+
+def _check_results(conn, space_key, model, dimensions, state_before, watermark) -> list[dg.AssetCheckResult]:
+    outcomes = {
+        "every_live_page_has_chunks": checks.pages_without_chunks(conn, space_key),
+        "every_chunk_embedded": checks.chunks_without_embedding(conn, space_key, dimensions),
+        "no_orphan_chunks": checks.orphan_chunks(conn, space_key),
+        "embedding_model_matches": checks.embedding_dimension_matches(conn, space_key, model, dimensions),
+        "watermark_current": checks.watermark_current(state_before, watermark),
+    }
+    return [
+        dg.AssetCheckResult(
+            check_name=name,
+            asset_key="chunk_embeddings",
+            passed=outcome.passed,
+            description=outcome.description,
+            metadata=outcome.metadata,
+            severity=dg.AssetCheckSeverity.ERROR if name != "watermark_current" else dg.AssetCheckSeverity.WARN,
+        )
+        for name, outcome in outcomes.items()
+    ]

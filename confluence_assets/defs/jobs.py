@@ -1,0 +1,19 @@
+"""Jobs: discover spaces; sync one space partition through the whole graph."""
+
+import dagster as dg
+
+from confluence_assets.defs.assets import changed_pages, chunk_embeddings, confluence_spaces, page_chunks, page_metadata
+from confluence_assets.defs.partitions import confluence_spaces_partitions_def
+
+confluence_spaces_job = dg.define_asset_job(
+    name="confluence_spaces_job",
+    selection=[confluence_spaces],
+    description="List the visible Confluence spaces, apply the selection and update the space partitions.",
+)
+
+confluence_sync_job = dg.define_asset_job(
+    name="confluence_sync_job",
+    selection=[changed_pages, page_metadata, page_chunks, chunk_embeddings],
+    partitions_def=confluence_spaces_partitions_def,
+    description="Sync one space: changed pages -> metadata -> chunks -> embeddings (one run per space).",
+)

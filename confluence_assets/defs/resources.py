@@ -1,0 +1,122 @@
+"""Configurable resources. Secrets come in through EnvVar, so the UI shows the variable's name, never its
+value; the plain clients they build know nothing about Dagster."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import psycopg
+from pydantic import Field, PrivateAttr
+
+from confluence_assets.confluence.client import ConfluenceAPI, RetryPolicy
+from confluence_assets.confluence.cql import site_zone
+from confluence_assets.confluence.errors import ConfluenceConfigError
+from confluence_assets.db import migrations
+from confluence_assets.db.connection import connect, resolve_database
+from confluence_assets.embeddings import Embedder
+from confluence_assets.settings import DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MODEL
+from confluence_assets.sync.sources import DEFAULT_DELETION_STRATEGY
+
+
+class ConfluenceResource(dg.ConfigurableResource):
+    """Confluence Cloud (email + API token, Basic) or Data Center (personal access token, Bearer)."""
+
+    url: str = Field(description="Base URL, e.g. https://your-site.atlassian.net/wiki or a Data Center URL")
+    email: str | None = Field(default=None, description="Cloud: the account's email")
+    api_token: str | None = Field(default=None, description="Cloud: an API token (use an EnvVar)")
+    personal_access_token: str | None = Field(default=None, description="Data Center: a PAT (use an EnvVar)")
+    site_timezone: str | None = Field(
+        default=None,
+        description="IANA zone Confluence evaluates CQL dates in (e.g. Asia/Seoul). Unset: a 12 h safety margin",
+    )
+    timeout_seconds: float = Field(default=30.0, description="Per-request timeout")
+    max_retries: int = Field(default=6, description="Retries on 429/5xx/connection errors per request")
+    backoff_seconds: float = Field(default=0.5, description="First retry delay; doubles each retry")
+    backoff_max_seconds: float = Field(default=30.0, description="Cap of the exponential backoff")
+    retry_after_cap_seconds: float = Field(default=120.0, description="Cap on a server's Retry-After")
+    page_size: int = Field(default=50, description="Results per search request (Confluence caps it at 50 with body)")
+    overlap_minutes: int = Field(default=10, description="How far before the watermark each sync looks again")
+
+    def api(self) -> ConfluenceAPI:
+        if not self.url:
+            raise ConfluenceConfigError("CONFLUENCE_URL is not set")
+        return ConfluenceAPI(
+            self.url,
+            email=self.email,
+            api_token=self.api_token,
+            personal_access_token=self.personal_access_token,
+            timeout_seconds=self.timeout_seconds,
+            retry=RetryPolicy(
+                max_retries=self.max_retries,
+                backoff_seconds=self.backoff_seconds,
+                backoff_max_seconds=self.backoff_max_seconds,
+                retry_after_cap_seconds=self.retry_after_cap_seconds,
+            ),
+            page_size=self.page_size,
+        )
+
+    def zone(self) -> ZoneInfo | None:
+        return site_zone(self.site_timezone)
+
+    @property
+    def overlap(self) -> timedelta:
+        return timedelta(minutes=self.overlap_minutes)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The application database: DATABASE_URL, or the embedded PostgreSQL when unset. Pending migrations
+    are applied before a step runs (a no-op when up to date)."""
+
+    database_url: str | None = Field(default=None, description="PostgreSQL URL (use an EnvVar); unset: embedded")
+    _url: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._url = resolve_database(self.database_url).url
+        migrations.migrate(self._url)
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = resolve_database(self.database_url).url
+        return self._url
+
+    def connect(self) -> psycopg.Connection:
+        """An autocommit connection: the sync steps manage their own transactions."""
+        return connect(self.url, autocommit=True)
+
+
+class EmbeddingsResource(dg.ConfigurableResource):
+    """OpenAI or any OpenAI-compatible embeddings server."""
+
+    model: str = Field(default=DEFAULT_EMBEDDING_MODEL)
+    dimensions: int = Field(default=DEFAULT_EMBEDDING_DIMENSIONS, description="384, 768, 1024, 1536 or 3072")
+    api_key: str = Field(description="OPENAI_API_KEY (use an EnvVar)")
+    base_url: str | None = Field(default=None, description="OPENAI_BASE_URL for an OpenAI-compatible server")
+    batch_size: int = Field(default=256, description="Inputs per request (max 2048)")
+    max_retries: int = Field(default=5)
+    timeout_seconds: float = Field(default=60.0)
+
+    def embedder(self) -> Embedder:
+        return Embedder(
+            model=self.model,
+            dimensions=self.dimensions,
+            api_key=self.api_key,
+            base_url=self.base_url,
+            batch_size=self.batch_size,
+            max_retries=self.max_retries,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class SpaceSelectionResource(dg.ConfigurableResource):
+    """Which spaces become partitions, and each new space's deletion strategy."""
+
+    include_keys: list[str] = Field(default_factory=list, description="Only these keys (empty: all)")
+    exclude_keys: list[str] = Field(default_factory=list, description="Never these keys")
+    space_types: list[str] = Field(default_factory=lambda: ["global"], description="global and/or personal")
+    statuses: list[str] = Field(default_factory=lambda: ["current"], description="current and/or archived")
+    deletion_strategy: str = Field(
+        default=DEFAULT_DELETION_STRATEGY, description="weekly_reconciliation, every_sync or on_demand"
+    )

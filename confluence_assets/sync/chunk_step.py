@@ -1,0 +1,113 @@
+"""Step 3 (page_chunks): chunk converted pages into staging, with heading context and content hashes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from confluence_assets.confluence.client import join_url
+from confluence_assets.confluence.keys import source_id_for
+
+BATCH = 50
+
+
+@dataclass
+class ChunkSettings:
+    chunk_tokens: int = 800
+    overlap_tokens: int = 80
+    max_tokens: int = 8191
+
+
+@dataclass
+class ChunkSummary:
+    pages: int = 0
+    chunks: int = 0
+    tokens: int = 0
+
+
+def chunk_staged(
+    conn: psycopg.Connection,
+    space_key: str,
+    *,
+    base_url: str,
+    chunker: Callable[..., list],
+    settings: ChunkSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChunkSummary:
+    """Chunk every converted page waiting for it; ``conn`` must be in autocommit mode."""
+    settings = settings or ChunkSettings()
+    source_id = source_id_for(space_key)
+    summary = ChunkSummary()
+    last_id = ""
+    while True:
+        rows = conn.execute(
+            """SELECT page_id, title, version, last_modified, markdown, payload->'_links'->>'webui'
+               FROM confluence_sync_staged_pages
+               WHERE source_id = %s AND stage = 'converted' AND page_id > %s
+               ORDER BY page_id LIMIT %s""",
+            (source_id, last_id, BATCH),
+        ).fetchall()
+        if not rows:
+            return summary
+        last_id = rows[-1][0]
+        with conn.transaction(), conn.cursor() as cur:
+            for page_id, title, version, last_modified, markdown, webui in rows:
+                page_url = join_url(base_url, webui or f"/spaces/{space_key}/pages/{page_id}")
+                chunks = chunker(
+                    markdown or "",
+                    title,
+                    chunk_tokens=settings.chunk_tokens,
+                    overlap_tokens=settings.overlap_tokens,
+                    max_tokens=settings.max_tokens,
+                )
+                cur.execute(
+                    "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s",
+                    (source_id, page_id),
+                )
+                cur.executemany(
+                    """INSERT INTO confluence_sync_staged_chunks
+                         (source_id, page_id, chunk_number, content, embedding_text, metadata, content_hash,
+                          token_count)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                    [
+                        (
+                            source_id,
+                            page_id,
+                            c.index,
+                            c.content,
+                            c.embedding_text,
+                            Jsonb(
+                                {
+                                    "source_type": "confluence",
+                                    "page_id": page_id,
+                                    "page_title": title,
+                                    "page_url": page_url,
+                                    "space_key": space_key,
+                                    "section_title": c.section_title,
+                                    "breadcrumb": c.breadcrumb,
+                                    "content_hash": c.content_hash,
+                                    "chunk_index": c.index,
+                                    "token_count": c.token_count,
+                                    "version": version,
+                                    "last_modified": last_modified.isoformat(),
+                                }
+                            ),
+                            c.content_hash,
+                            c.token_count,
+                        )
+                        for c in chunks
+                    ],
+                )
+                cur.execute(
+                    """UPDATE confluence_sync_staged_pages SET stage = 'chunked', updated_at = now()
+                       WHERE source_id = %s AND page_id = %s""",
+                    (source_id, page_id),
+                )
+                summary.pages += 1
+                summary.chunks += len(chunks)
+                summary.tokens += sum(c.token_count for c in chunks)
+        if progress:
+            progress(summary.pages)

@@ -1,0 +1,203 @@
+"""Step 4 (chunk_embeddings): embed what is new, reuse what is known, swap each page in atomically.
+
+1. Reuse: a staged chunk whose content hash already has an embedding for the same model and dimension
+   in archon_crawled_pages takes that vector; nothing is sent for it.
+2. Embed the remaining distinct hashes in batches; each batch's vectors are committed to staging at
+   once, so a run that dies later does not pay for them again.
+3. Swap: per page, in one transaction, delete its chunk rows, insert the new ones (all embedded), set
+   confluence_pages.indexed_version and drop the page from staging. A reader sees the old chunks or the
+   new ones, never a mix, never none, never an unembedded one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.embeddings import Embedder
+from confluence_assets.settings import SUPPORTED_DIMENSIONS
+from confluence_assets.sync.convert_step import FailedPage
+
+log = logging.getLogger(__name__)
+
+HASH_BATCH = 512
+
+
+@dataclass
+class EmbedSummary:
+    chunks_staged: int = 0
+    chunks_reused: int = 0
+    hashes_embedded: int = 0
+    pages_swapped: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    failed: list[FailedPage] = field(default_factory=list)
+    swapped_page_ids: list[str] = field(default_factory=list)
+
+
+def embedding_column(dimensions: int) -> sql.Identifier:
+    if dimensions not in SUPPORTED_DIMENSIONS:
+        raise ValueError(f"no embedding column for dimension {dimensions}")
+    return sql.Identifier(f"embedding_{dimensions}")
+
+
+def embed_and_swap(
+    conn: psycopg.Connection,
+    space_key: str,
+    embedder: Embedder,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+) -> EmbedSummary:
+    """Embed and swap every chunked page of the space; ``conn`` must be in autocommit mode."""
+    source_id = source_id_for(space_key)
+    summary = EmbedSummary()
+    model, dims = embedder.model, embedder.dimensions
+    column = embedding_column(dims)
+
+    with conn.transaction():
+        # Vectors staged under another model or dimension are useless now.
+        conn.execute(
+            """UPDATE confluence_sync_staged_chunks SET embedding = NULL, embedding_model = NULL,
+                 embedding_dimension = NULL
+               WHERE source_id = %s AND embedding IS NOT NULL
+                 AND (embedding_model IS DISTINCT FROM %s OR embedding_dimension IS DISTINCT FROM %s)""",
+            (source_id, model, dims),
+        )
+        summary.chunks_staged = conn.execute(
+            """SELECT count(*) FROM confluence_sync_staged_chunks c JOIN confluence_sync_staged_pages p
+                 USING (source_id, page_id) WHERE c.source_id = %s AND p.stage = 'chunked'""",
+            (source_id,),
+        ).fetchone()[0]
+        reused = conn.execute(
+            sql.SQL(
+                """UPDATE confluence_sync_staged_chunks s
+                   SET embedding = known.vec, embedding_model = %(model)s, embedding_dimension = %(dims)s
+                   FROM (SELECT DISTINCT ON (metadata->>'content_hash')
+                                metadata->>'content_hash' AS hash, {col}::vector AS vec
+                         FROM archon_crawled_pages
+                         WHERE metadata ? 'content_hash'
+                           AND metadata->>'content_hash' IN (
+                               SELECT content_hash FROM confluence_sync_staged_chunks
+                               WHERE source_id = %(sid)s AND embedding IS NULL)
+                           AND embedding_model = %(model)s AND embedding_dimension = %(dims)s
+                           AND {col} IS NOT NULL) AS known
+                   WHERE s.source_id = %(sid)s AND s.embedding IS NULL AND s.content_hash = known.hash"""
+            ).format(col=column),
+            {"model": model, "dims": dims, "sid": source_id},
+        )
+        summary.chunks_reused = reused.rowcount
+
+    _embed_missing(conn, source_id, embedder, summary, progress)
+    _swap_ready_pages(conn, source_id, space_key, dims, summary, progress)
+    return summary
+
+
+def _embed_missing(
+    conn: psycopg.Connection,
+    source_id: str,
+    embedder: Embedder,
+    summary: EmbedSummary,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    last_hash = ""
+    while True:
+        rows = conn.execute(
+            """SELECT DISTINCT ON (c.content_hash) c.content_hash, c.embedding_text
+               FROM confluence_sync_staged_chunks c JOIN confluence_sync_staged_pages p USING (source_id, page_id)
+               WHERE c.source_id = %s AND p.stage = 'chunked' AND c.embedding IS NULL AND c.content_hash > %s
+               ORDER BY c.content_hash LIMIT %s""",
+            (source_id, last_hash, HASH_BATCH),
+        ).fetchall()
+        if not rows:
+            return
+        last_hash = rows[-1][0]
+        result = embedder.embed([text for _, text in rows])
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                """UPDATE confluence_sync_staged_chunks SET embedding = %s::vector, embedding_model = %s,
+                     embedding_dimension = %s
+                   WHERE content_hash = %s AND embedding IS NULL""",
+                [
+                    (str(vector), embedder.model, embedder.dimensions, content_hash)
+                    for (content_hash, _), vector in zip(rows, result.vectors, strict=True)
+                    if vector is not None
+                ],
+            )
+            for index, reason in result.rejected.items():
+                _fail_pages_with_hash(cur, source_id, rows[index][0], f"embedding input rejected: {reason}", summary)
+        summary.hashes_embedded += sum(v is not None for v in result.vectors)
+        if progress:
+            progress("embedded", summary.hashes_embedded)
+
+
+def _fail_pages_with_hash(cur, source_id: str, content_hash: str, reason: str, summary: EmbedSummary) -> None:
+    cur.execute(
+        """UPDATE confluence_sync_staged_pages p SET stage = 'failed', error = %s, attempts = attempts + 1,
+             updated_at = now()
+           FROM confluence_sync_staged_chunks c
+           WHERE c.source_id = p.source_id AND c.page_id = p.page_id
+             AND p.source_id = %s AND c.content_hash = %s AND p.stage = 'chunked'
+           RETURNING p.page_id, p.title""",
+        (reason[:2000], source_id, content_hash),
+    )
+    summary.failed.extend(FailedPage(pid, title, reason) for pid, title in cur.fetchall())
+
+
+def _swap_ready_pages(
+    conn: psycopg.Connection,
+    source_id: str,
+    space_key: str,
+    dimensions: int,
+    summary: EmbedSummary,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    column = embedding_column(dimensions)
+    ready = [
+        row[0]
+        for row in conn.execute(
+            """SELECT p.page_id FROM confluence_sync_staged_pages p
+               WHERE p.source_id = %s AND p.stage = 'chunked'
+                 AND NOT EXISTS (SELECT 1 FROM confluence_sync_staged_chunks c
+                                 WHERE c.source_id = p.source_id AND c.page_id = p.page_id AND c.embedding IS NULL)
+               ORDER BY p.page_id""",
+            (source_id,),
+        )
+    ]
+    insert = sql.SQL(
+        """INSERT INTO archon_crawled_pages
+             (url, chunk_number, content, metadata, source_id, {col}, embedding_model, embedding_dimension)
+           SELECT %(url)s, chunk_number, content, metadata, source_id, embedding::{vtype}, embedding_model,
+                  embedding_dimension
+           FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
+           ORDER BY chunk_number"""
+    ).format(col=column, vtype=sql.SQL(f"vector({int(dimensions)})"))  # dimensions is whitelisted
+    for page_id in ready:
+        with conn.transaction():
+            deleted = conn.execute(
+                """DELETE FROM archon_crawled_pages
+                   WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s AND url LIKE 'confluence://%%'""",
+                (page_id,),
+            ).rowcount
+            written = conn.execute(
+                insert, {"url": f"confluence://{space_key}/{page_id}", "sid": source_id, "pid": page_id}
+            ).rowcount
+            conn.execute(
+                """UPDATE confluence_pages cp SET indexed_version = sp.version, updated_at = now()
+                   FROM confluence_sync_staged_pages sp
+                   WHERE cp.page_id = sp.page_id AND sp.source_id = %s AND sp.page_id = %s""",
+                (source_id, page_id),
+            )
+            conn.execute(
+                "DELETE FROM confluence_sync_staged_pages WHERE source_id = %s AND page_id = %s", (source_id, page_id)
+            )
+        summary.pages_swapped += 1
+        summary.chunks_written += written
+        summary.chunks_deleted += deleted
+        summary.swapped_page_ids.append(page_id)
+        if progress and summary.pages_swapped % 100 == 0:
+            progress("swapped", summary.pages_swapped)

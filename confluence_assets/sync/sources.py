@@ -1,0 +1,238 @@
+"""archon_sources rows for spaces, and the sync state kept in their ``metadata`` JSONB (as designed):
+
+``source_type``, ``confluence_space_key``, ``confluence_base_url``, ``deletion_check_strategy``,
+``last_sync_timestamp`` (the watermark: Confluence's time of the newest change that is fully indexed),
+``pending_sync_watermark`` (newest change staged, not yet indexed), ``last_sync_completed_at``,
+``last_full_reconciliation``, ``total_pages`` and ``sync_metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from confluence_assets.confluence.keys import source_id_for
+
+DELETION_STRATEGIES = ("weekly_reconciliation", "every_sync", "on_demand")
+DEFAULT_DELETION_STRATEGY = "weekly_reconciliation"
+
+
+@dataclass(frozen=True)
+class Space:
+    key: str
+    name: str
+    type: str  # "global" | "personal"
+    status: str  # "current" | "archived"
+    id: str | None = None
+    url: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict, site_base: str) -> Space:
+        webui = (data.get("_links") or {}).get("webui")
+        description = ((data.get("description") or {}).get("plain") or {}).get("value")
+        return cls(
+            key=data["key"],
+            name=data.get("name") or data["key"],
+            type=data.get("type") or "global",
+            status=data.get("status") or "current",
+            id=str(data["id"]) if data.get("id") is not None else None,
+            url=site_base.rstrip("/") + webui if webui else None,
+            description=description or None,
+        )
+
+
+@dataclass(frozen=True)
+class SyncState:
+    source_id: str
+    watermark: datetime | None
+    pending_watermark: datetime | None
+    deletion_strategy: str
+    last_completed_at: datetime | None
+    metadata: dict[str, Any]
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _check_strategy(strategy: str) -> str:
+    if strategy not in DELETION_STRATEGIES:
+        raise ValueError(f"deletion strategy must be one of {', '.join(DELETION_STRATEGIES)}, got {strategy!r}")
+    return strategy
+
+
+def upsert_space(
+    conn: psycopg.Connection,
+    space: Space,
+    *,
+    base_url: str,
+    default_deletion_strategy: str = DEFAULT_DELETION_STRATEGY,
+    deletion_strategy: str | None = None,
+) -> None:
+    """Create or refresh the space's source row, keeping its sync state. A new space gets
+    ``default_deletion_strategy``; ``deletion_strategy`` overrides an existing space's."""
+    fields: dict[str, Any] = {
+        "source_type": "confluence",
+        "confluence_space_key": space.key,
+        "confluence_space_id": space.id,
+        "confluence_base_url": base_url,
+        "space_type": space.type,
+        "space_status": space.status,
+        "sync_status": "active",
+    }
+    if deletion_strategy is not None:
+        fields["deletion_check_strategy"] = _check_strategy(deletion_strategy)
+    conn.execute(
+        """INSERT INTO archon_sources (source_id, source_url, source_display_name, title, summary, metadata)
+           VALUES (%(sid)s, %(url)s, %(display)s, %(title)s, %(summary)s,
+                   %(defaults)s || %(fields)s)
+           ON CONFLICT (source_id) DO UPDATE SET
+             source_url = EXCLUDED.source_url,
+             source_display_name = EXCLUDED.source_display_name,
+             title = EXCLUDED.title,
+             summary = COALESCE(EXCLUDED.summary, archon_sources.summary),
+             metadata = COALESCE(archon_sources.metadata, '{}'::jsonb) || %(fields)s,
+             updated_at = now()""",
+        {
+            "sid": source_id_for(space.key),
+            "url": space.url or base_url,
+            "display": f"Confluence: {space.name}",
+            "title": space.name,
+            "summary": space.description,
+            "defaults": Jsonb({"deletion_check_strategy": _check_strategy(default_deletion_strategy)}),
+            "fields": Jsonb(fields),
+        },
+    )
+
+
+def ensure_source(conn: psycopg.Connection, space_key: str, *, base_url: str) -> None:
+    """A minimal source row when a space partition is materialised before confluence_spaces ran."""
+    conn.execute(
+        """INSERT INTO archon_sources (source_id, source_url, source_display_name, title, metadata)
+           VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_id) DO NOTHING""",
+        (
+            source_id_for(space_key),
+            base_url,
+            f"Confluence: {space_key}",
+            space_key,
+            Jsonb(
+                {
+                    "source_type": "confluence",
+                    "confluence_space_key": space_key,
+                    "confluence_base_url": base_url,
+                    "deletion_check_strategy": DEFAULT_DELETION_STRATEGY,
+                    "sync_status": "active",
+                }
+            ),
+        ),
+    )
+
+
+def mark_removed(conn: psycopg.Connection, space_key: str) -> None:
+    """The space is no longer selected or visible. Its data stays; deleting it is a user's decision."""
+    conn.execute(
+        """UPDATE archon_sources SET metadata = metadata || %s, updated_at = now() WHERE source_id = %s""",
+        (Jsonb({"sync_status": "removed", "removed_at": _iso(datetime.now(UTC))}), source_id_for(space_key)),
+    )
+
+
+def get_sync_state(conn: psycopg.Connection, source_id: str) -> SyncState:
+    row = conn.execute("SELECT metadata FROM archon_sources WHERE source_id = %s", (source_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no archon_sources row for {source_id}")
+    meta = row[0] or {}
+    return SyncState(
+        source_id=source_id,
+        watermark=_ts(meta.get("last_sync_timestamp")),
+        pending_watermark=_ts(meta.get("pending_sync_watermark")),
+        deletion_strategy=meta.get("deletion_check_strategy") or DEFAULT_DELETION_STRATEGY,
+        last_completed_at=_ts(meta.get("last_sync_completed_at")),
+        metadata=meta,
+    )
+
+
+def merge_metadata(conn: psycopg.Connection, source_id: str, fields: dict[str, Any]) -> None:
+    conn.execute(
+        "UPDATE archon_sources SET metadata = COALESCE(metadata, '{}'::jsonb) || %s, updated_at = now() "
+        "WHERE source_id = %s",
+        (Jsonb(fields), source_id),
+    )
+
+
+def raise_pending_watermark(conn: psycopg.Connection, source_id: str, newest_change: datetime) -> None:
+    """Remember the newest change staged so far (never moves backwards)."""
+    conn.execute(
+        """UPDATE archon_sources SET metadata = metadata || jsonb_build_object('pending_sync_watermark',
+               CASE WHEN metadata->>'pending_sync_watermark' IS NULL
+                      OR (metadata->>'pending_sync_watermark')::timestamptz < %(t)s::timestamptz
+                    THEN %(t)s ELSE metadata->>'pending_sync_watermark' END),
+               updated_at = now()
+           WHERE source_id = %(sid)s""",
+        {"t": _iso(newest_change), "sid": source_id},
+    )
+
+
+def unfinished_pages(conn: psycopg.Connection, source_id: str) -> int:
+    """Staged pages still on their way (failed ones are recorded, not unfinished)."""
+    return conn.execute(
+        "SELECT count(*) FROM confluence_sync_staged_pages WHERE source_id = %s AND stage <> 'failed'",
+        (source_id,),
+    ).fetchone()[0]
+
+
+def complete_sync(conn: psycopg.Connection, source_id: str, metrics: dict[str, Any]) -> datetime | None:
+    """Advance the watermark to the pending one if nothing staged is left unfinished.
+
+    Returns the watermark now in force. Called in the same transaction that checks staging, so a
+    concurrent run staging new pages keeps the watermark where it is until those pages are indexed.
+    """
+    with conn.transaction():
+        conn.execute(
+            "SELECT 1 FROM archon_sources WHERE source_id = %s FOR UPDATE", (source_id,)
+        )  # serialise with raise_pending_watermark of another run
+        state = get_sync_state(conn, source_id)
+        now = datetime.now(UTC)
+        fields: dict[str, Any] = {"sync_metrics": metrics, "last_sync_completed_at": _iso(now)}
+        watermark = state.watermark
+        if unfinished_pages(conn, source_id) == 0 and state.pending_watermark is not None:
+            if watermark is None or state.pending_watermark > watermark:
+                watermark = state.pending_watermark
+        if watermark is not None:
+            fields["last_sync_timestamp"] = _iso(watermark)
+        totals = conn.execute(
+            """SELECT count(*), COALESCE(sum((metadata->>'word_count')::int), 0)
+               FROM confluence_pages WHERE source_id = %s AND is_deleted = FALSE""",
+            (source_id,),
+        ).fetchone()
+        fields["total_pages"] = totals[0]
+        merge_metadata(conn, source_id, fields)
+        conn.execute("UPDATE archon_sources SET total_word_count = %s WHERE source_id = %s", (totals[1], source_id))
+    return watermark
+
+
+def record_run_metrics(conn: psycopg.Connection, source_id: str, run_id: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """Add this step's counts to the run's totals in ``metadata.current_run_metrics`` (reset per run)."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT metadata->'current_run_metrics' FROM archon_sources WHERE source_id = %s FOR UPDATE",
+            (source_id,),
+        ).fetchone()
+        current = dict(row[0] or {}) if row else {}
+        if current.get("run_id") != run_id:
+            current = {"run_id": run_id, "started_at": _iso(datetime.now(UTC))}
+        for key, value in counts.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                current[key] = current.get(key, 0) + value
+            else:
+                current[key] = value
+        merge_metadata(conn, source_id, {"current_run_metrics": current})
+    return current

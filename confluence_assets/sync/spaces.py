@@ -1,0 +1,53 @@
+"""Which spaces to sync: the visible spaces filtered by include/exclude keys, type and status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluence_assets.confluence.keys import SPACE_KEY_PATTERN, validate_space_key
+from confluence_assets.sync.sources import Space
+
+SPACE_TYPES = ("global", "personal")
+SPACE_STATUSES = ("current", "archived")
+
+
+@dataclass
+class Selection:
+    selected: list[Space] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    invalid_keys: list[str] = field(default_factory=list)
+    missing_includes: list[str] = field(default_factory=list)
+
+
+def select_spaces(
+    spaces: Iterable[Space],
+    *,
+    include_keys: list[str] = (),
+    exclude_keys: list[str] = (),
+    space_types: list[str] = ("global",),
+    statuses: list[str] = ("current",),
+) -> Selection:
+    include = {validate_space_key(k) for k in include_keys}
+    exclude = {validate_space_key(k) for k in exclude_keys}
+    for value, allowed, what in ((space_types, SPACE_TYPES, "space type"), (statuses, SPACE_STATUSES, "status")):
+        unknown = set(value) - set(allowed)
+        if unknown:
+            raise ValueError(f"unknown {what} {sorted(unknown)}: use {', '.join(allowed)}")
+    result = Selection()
+    seen = set()
+    for space in spaces:
+        seen.add(space.key)
+        if not SPACE_KEY_PATTERN.fullmatch(space.key):
+            result.invalid_keys.append(space.key)
+        elif (
+            (include and space.key not in include)
+            or space.key in exclude
+            or space.type not in space_types
+            or space.status not in statuses
+        ):
+            result.excluded.append(space.key)
+        else:
+            result.selected.append(space)
+    result.missing_includes = sorted(include - seen)
+    return result
