@@ -75,6 +75,12 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from confluence_assets.sandbox.demo import serve
+
+    return serve(args, out=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="confluence-assets",
@@ -100,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", _cmd_doctor, "check database, pgvector, migrations and settings")
     p = add("db", _cmd_db, "start, stop or inspect the embedded PostgreSQL")
     p.add_argument("action", choices=["start", "stop", "status"])
+    help_ = "serve a Confluence sandbox and an OpenAI-compatible embeddings sandbox (offline demo and tests)"
+    p = sub.add_parser("sandbox", help=help_, description=help_)
+    p.set_defaults(handler=_cmd_sandbox)
+    from confluence_assets.sandbox.demo import add_arguments
+
+    add_arguments(p)
     return parser
 
 

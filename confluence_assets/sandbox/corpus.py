@@ -195,6 +195,8 @@ def generate_corpus(
                         ],
                     }
                 )
+                if j == 1:  # the kitchen-sink page shows images and attachment links too
+                    plan[-1]["attachments"] = ["diagram-0.png", "spec-1.pdf"]
             plans[key] = plan
 
         content_pages = [(key, i) for key in keys for i in range(1, pages_per_space)]

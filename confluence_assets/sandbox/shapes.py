@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 from confluence_assets.sandbox.clock import friendly, iso
 from confluence_assets.sandbox.site import Attachment, Label, Page, Site, Space, User
@@ -46,6 +46,7 @@ def tiny_ui(content_id: str) -> str:
 
 
 _TAGS = re.compile(r"<[^>]*>")
+_SLUG_WORDS = re.compile(r"[A-Za-z0-9._-]+")
 _SPACES = re.compile(r"\s+")
 
 
@@ -113,7 +114,10 @@ class Renderer:
         space = self.site.spaces[page.space_key]
         if space.homepage_id == page.id:
             return f"/spaces/{page.space_key}/overview"
-        return f"/spaces/{page.space_key}/pages/{page.id}/{quote_plus(page.title)}"
+        # Cloud's slug keeps the ASCII words of the title only ("실행 계획(Explain)" -> "Explain").
+        words = _SLUG_WORDS.findall(page.title)
+        slug = "/" + "+".join(words) if words else ""
+        return f"/spaces/{page.space_key}/pages/{page.id}{slug}"
 
     # ------------------------------------------------------------------ v1 content
 
