@@ -113,6 +113,13 @@ def test_v2_spaces_by_keys(client, site):
     assert qm["id"] == "539099246" and qm["homepageId"] == "576585864"
 
 
+def test_v2_space_by_id(client, site):
+    space = client.get(f"api/v2/spaces/{site.spaces['OPS'].id}")
+    assert (space["key"], space["homepageId"]) == ("OPS", site.spaces["OPS"].homepage_id)
+    assert space["_links"]["base"] == client.url
+    assert client.get("api/v2/spaces/1", advanced_mode=True).status_code == 404
+
+
 def test_v2_space_list_paginates_with_cursor(client, conf, site):
     first = client.get("api/v2/spaces", params={"limit": 1})
     spaces, requests = walk_v2(client, conf, first)

@@ -57,7 +57,15 @@ def _not_found(cid: str) -> HttpError:
     return HttpError(404, f"No content found with id : ContentId{{id={cid}}}")
 
 
-Handler = Callable[..., Response]
+@dataclass(frozen=True)
+class _Ok:
+    """A handler's answer: rendered under the site lock, encoded after it is released."""
+
+    payload: object
+    headers: dict[str, str]
+
+
+Handler = Callable[..., _Ok]
 
 
 class ConfluenceApp(App):
@@ -131,8 +139,9 @@ class ConfluenceApp(App):
         if request.method != "GET":
             return self._error(request, 405, f"Method {request.method} is not supported by the sandbox")
         try:
-            with self.site.lock:
-                return handler(request, user, **match.groupdict())
+            with self.site.lock:  # render under the lock, encode (1 MB+ bodies) outside it
+                result = handler(request, user, **match.groupdict())
+            return Response.json(200, result.payload, result.headers)
         except HttpError as exc:
             return self._error(request, exc.status, exc.message)
         except CQLError as exc:
@@ -195,8 +204,8 @@ class ConfluenceApp(App):
     def _renderer(self) -> Renderer:
         return Renderer(self.site, self.base_url, self.context)
 
-    def _ok(self, payload: object, headers: dict[str, str] | None = None) -> Response:
-        return Response.json(200, payload, headers)
+    def _ok(self, payload: object, headers: dict[str, str] | None = None) -> _Ok:
+        return _Ok(payload, headers or {})
 
     def _limit(self, request: Request, default: int, cap: int) -> int:
         return min(int_param(request.param("limit"), "limit", default), cap)
@@ -215,7 +224,7 @@ class ConfluenceApp(App):
 
     # ------------------------------------------------------------------ v1: spaces
 
-    def space_list(self, request: Request, user: User) -> Response:
+    def space_list(self, request: Request, user: User) -> _Ok:
         keys = set(request.params("spaceKey"))
         spaces = [
             s
@@ -233,7 +242,7 @@ class ConfluenceApp(App):
         nxt = self._next_offset(request, "/rest/api/space", limit, start if request.empty_page else next_start)
         return self._ok(r.envelope(results, start=start, limit=limit, self_path="/rest/api/space", next_path=nxt))
 
-    def space_get(self, request: Request, user: User, key: str) -> Response:
+    def space_get(self, request: Request, user: User, key: str) -> _Ok:
         space = self.site.spaces.get(key)
         if space is None or not self.site.can_read_space(user, key):
             raise HttpError(404, f"No space with key : {key}")
@@ -246,7 +255,7 @@ class ConfluenceApp(App):
 
     # ------------------------------------------------------------------ v1: content
 
-    def content_list(self, request: Request, user: User) -> Response:
+    def content_list(self, request: Request, user: User) -> _Ok:
         space_key = request.param("spaceKey")
         kind = request.param("type") or "page"
         statuses = self._statuses(request)
@@ -277,7 +286,7 @@ class ConfluenceApp(App):
         nxt = self._next_offset(request, "/rest/api/content", limit, start if request.empty_page else next_start)
         return self._ok(r.envelope(results, start=start, limit=limit, self_path="/rest/api/content", next_path=nxt))
 
-    def content_get(self, request: Request, user: User, id: str) -> Response:  # noqa: A002 - the route's name
+    def content_get(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002 - the route's name
         statuses = self._statuses(request)
         expand = parse_expand(request.param("expand"))
         if id.startswith("att"):
@@ -291,7 +300,7 @@ class ConfluenceApp(App):
             raise HttpError(404, f"No content found with id : ContentId{{id={id}}} and version {version}")
         return self._ok(self._renderer().content(page, expand, top=True))
 
-    def child_pages(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def child_pages(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._page(id, user)
         children = [self.site.pages[c] for c in self.site.child_ids(parent.id)]
         start = int_param(request.param("start"), "start", 0)
@@ -304,7 +313,7 @@ class ConfluenceApp(App):
         nxt = self._next_offset(request, path, limit, start if request.empty_page else next_start)
         return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
 
-    def child_attachments(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def child_attachments(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._page(id, user)
         atts = self.site.attachments_of(page.id)
         if filename := request.param("filename"):
@@ -321,7 +330,7 @@ class ConfluenceApp(App):
         nxt = self._next_offset(request, path, limit, start if request.empty_page else next_start)
         return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
 
-    def labels(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def labels(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._page(id, user)
         labels = [lb for lb in page.labels if request.param("prefix") in (None, "", lb.prefix)]
         start = int_param(request.param("start"), "start", 0)
@@ -333,13 +342,13 @@ class ConfluenceApp(App):
         results = [r.label(lb) for lb in window]
         return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
 
-    def history(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def history(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._page(id, user, self._statuses(request))
         out = self._renderer().history(page, full=True)
         out["_links"].update({"base": self.base_url, "context": self.context})
         return self._ok(out)
 
-    def current_user(self, request: Request, user: User) -> Response:
+    def current_user(self, request: Request, user: User) -> _Ok:
         return self._ok(self._renderer().user(user.account_id))
 
     # ------------------------------------------------------------------ v1: search
@@ -383,7 +392,7 @@ class ConfluenceApp(App):
     def _render_doc(self, r: Renderer, doc: Page | Attachment, expand: Tree) -> dict:
         return r.content(doc, expand) if isinstance(doc, Page) else r.attachment(doc, expand)
 
-    def content_search(self, request: Request, user: User) -> Response:
+    def content_search(self, request: Request, user: User) -> _Ok:
         path = "/rest/api/content/search"
         expand = parse_expand(request.param("expand"))
         _, results, limit, start, nxt = self._search_window(request, user, expand, path)
@@ -392,7 +401,7 @@ class ConfluenceApp(App):
         self_path = link(path, request.query, {})
         return self._ok(r.envelope(rendered, start=start, limit=limit, self_path=self_path, next_path=nxt))
 
-    def search(self, request: Request, user: User) -> Response:
+    def search(self, request: Request, user: User) -> _Ok:
         began = time.monotonic()
         path = "/rest/api/search"
         expand = parse_expand(request.param("expand"), prefix="content")
@@ -417,7 +426,7 @@ class ConfluenceApp(App):
         keys: list,
         render: Callable,
         visible: Callable[[object], bool] = lambda _: True,
-    ) -> Response:
+    ) -> _Ok:
         """A v2 list: keyset cursor; ``next`` includes the context path and is also a ``Link`` header."""
         limit = self._limit(request, self.limits.default, self.limits.v2_max)
         cursor = request.param("cursor")
@@ -455,7 +464,7 @@ class ConfluenceApp(App):
 
         return key
 
-    def _v2_pages(self, request: Request, user: User, pages: list[Page], path: str) -> Response:
+    def _v2_pages(self, request: Request, user: User, pages: list[Page], path: str) -> _Ok:
         statuses = self._statuses(request)
         if title := request.param("title"):
             pages = [p for p in pages if p.title == title]
@@ -472,7 +481,7 @@ class ConfluenceApp(App):
             lambda p: self.site.can_read(user, p),
         )
 
-    def v2_spaces(self, request: Request, user: User) -> Response:
+    def v2_spaces(self, request: Request, user: User) -> _Ok:
         keys = set(request.params("keys"))
         ids = set(request.params("ids"))
         spaces = sorted(
@@ -492,19 +501,19 @@ class ConfluenceApp(App):
                 return space
         raise HttpError(404, "Not Found")
 
-    def v2_space(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def v2_space(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         out = self._renderer().space_v2(self._v2_space_by_id(user, id))
         out["_links"]["base"] = self.base_url
         return self._ok(out)
 
-    def v2_space_pages(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def v2_space_pages(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         space = self._v2_space_by_id(user, id)
         pages = list(self.site.iter_pages(space.key))
         if request.param("depth") == "root":
             pages = [p for p in pages if p.parent_id is None]
         return self._v2_pages(request, user, pages, f"/api/v2/spaces/{id}/pages")
 
-    def v2_pages(self, request: Request, user: User) -> Response:
+    def v2_pages(self, request: Request, user: User) -> _Ok:
         ids = request.params("id")
         if any(not i.isdigit() for i in ids):
             raise HttpError(400, "id must be a list of page ids")
@@ -522,11 +531,11 @@ class ConfluenceApp(App):
         ]
         return self._v2_pages(request, user, pages, "/api/v2/pages")
 
-    def v2_page(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def v2_page(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._page(id, user, self._statuses(request))
         return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True))
 
-    def v2_children(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def v2_children(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._page(id, user)
         children = [self.site.pages[c] for c in self.site.child_ids(parent.id)]
         children = [c for c in children if self.site.can_read(user, c)]
@@ -534,7 +543,7 @@ class ConfluenceApp(App):
         r = self._renderer()
         return self._v2_list(request, f"/api/v2/pages/{id}/children", children, keys, r.child_v2)
 
-    def v2_labels(self, request: Request, user: User, id: str) -> Response:  # noqa: A002
+    def v2_labels(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._page(id, user)
         labels = sorted(page.labels, key=lambda lb: int(lb.id))
         keys = [(int(lb.id),) for lb in labels]

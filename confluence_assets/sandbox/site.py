@@ -204,8 +204,11 @@ class Site:
         with self.lock:
             self.generation += 1
             if account_id is None:
-                digest = hashlib.sha1(display_name.encode()).hexdigest()  # noqa: S324 - an id, not security
-                account_id = f"712020:{uuid.UUID(digest[:32])}"
+                n = len(self.users)
+                while account_id is None or account_id in self.users:  # unique even for the same name
+                    digest = hashlib.sha1(f"{display_name}:{n}".encode()).hexdigest()  # noqa: S324 - an id
+                    account_id = f"712020:{uuid.UUID(digest[:32])}"
+                    n += 1
             user = User(account_id, display_name, email or "", api_token, pat)
             self.users[account_id] = user
             return user
