@@ -128,3 +128,14 @@ def test_cli_serves_both_prints_the_environment_and_stops_on_signals(sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--timezone", "Mars/Base"], "unknown time zone"), (["--faults", "colour=red"], "unknown fault option")],
+)
+def test_cli_refuses_bad_settings_in_one_line(flags, message):
+    args = [CLI, "sandbox", "--confluence-port", "0", "--embeddings-port", "0", "--pages-per-space", "5", *flags]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

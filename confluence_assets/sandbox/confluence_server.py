@@ -76,29 +76,29 @@ class ConfluenceApp(App):
         self.base_url = ""  # set when the server has its port
         self._cache: dict[tuple, tuple[list, list]] = {}
         v1, v2 = "/rest/api", "/api/v2"
-        routes: list[tuple[str, str, Handler]] = [
-            (f"{v1}/space", "", self.space_list),
-            (f"{v1}/space/{{key}}", "", self.space_get),
-            (f"{v1}/content", "", self.content_list),
-            (f"{v1}/content/search", "", self.content_search),
-            (f"{v1}/search", "", self.search),
-            (f"{v1}/content/{{id}}", "", self.content_get),
-            (f"{v1}/content/{{id}}/child/page", "", self.child_pages),
-            (f"{v1}/content/{{id}}/child/attachment", "", self.child_attachments),
-            (f"{v1}/content/{{id}}/label", "", self.labels),
-            (f"{v1}/content/{{id}}/history", "", self.history),
-            (f"{v1}/user/current", "", self.current_user),
-            (f"{v2}/spaces", "", self.v2_spaces),
-            (f"{v2}/spaces/{{id}}", "", self.v2_space),
-            (f"{v2}/spaces/{{id}}/pages", "", self.v2_space_pages),
-            (f"{v2}/pages", "", self.v2_pages),
-            (f"{v2}/pages/{{id}}", "", self.v2_page),
-            (f"{v2}/pages/{{id}}/children", "", self.v2_children),
-            (f"{v2}/pages/{{id}}/labels", "", self.v2_labels),
+        routes: list[tuple[str, Handler]] = [
+            (f"{v1}/space", self.space_list),
+            (f"{v1}/space/{{key}}", self.space_get),
+            (f"{v1}/content", self.content_list),
+            (f"{v1}/content/search", self.content_search),
+            (f"{v1}/search", self.search),
+            (f"{v1}/content/{{id}}", self.content_get),
+            (f"{v1}/content/{{id}}/child/page", self.child_pages),
+            (f"{v1}/content/{{id}}/child/attachment", self.child_attachments),
+            (f"{v1}/content/{{id}}/label", self.labels),
+            (f"{v1}/content/{{id}}/history", self.history),
+            (f"{v1}/user/current", self.current_user),
+            (f"{v2}/spaces", self.v2_spaces),
+            (f"{v2}/spaces/{{id}}", self.v2_space),
+            (f"{v2}/spaces/{{id}}/pages", self.v2_space_pages),
+            (f"{v2}/pages", self.v2_pages),
+            (f"{v2}/pages/{{id}}", self.v2_page),
+            (f"{v2}/pages/{{id}}/children", self.v2_children),
+            (f"{v2}/pages/{{id}}/labels", self.v2_labels),
         ]
         self._routes = [
             (template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?"), handler)
-            for template, _, handler in routes
+            for template, handler in routes
         ]
 
     # ------------------------------------------------------------------ plumbing

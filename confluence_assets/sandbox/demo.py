@@ -1,8 +1,8 @@
 """``confluence-assets sandbox``: both servers with a generated corpus (and the samples space) for a demo.
 
 Prints the URLs and the environment a user exports to point the pipeline at them, then serves until
-Ctrl-C or SIGTERM and stops both servers cleanly. Faults and latency come from flags or the environment
-(``SANDBOX_CONFLUENCE_FAULTS``, ``SANDBOX_EMBEDDINGS_FAULTS``, ``SANDBOX_LATENCY``); the fault syntax is
+Ctrl-C or SIGTERM and stops both servers cleanly. The flags (and their ``SANDBOX_*`` environment twins)
+are defined in :mod:`confluence_assets.cli`; the fault syntax is
 :func:`confluence_assets.sandbox.faults.parse_rules`'s.
 """
 
@@ -23,51 +23,6 @@ from confluence_assets.sandbox.embeddings_server import EmbeddingsServer
 from confluence_assets.sandbox.faults import parse_rules
 from confluence_assets.sandbox.samples import default_samples_dir, load_samples
 from confluence_assets.sandbox.site import Site
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    parser.add_argument("--host", default=env("SANDBOX_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
-    parser.add_argument(
-        "--confluence-port",
-        type=int,
-        default=int(env("SANDBOX_CONFLUENCE_PORT", "8090")),
-        help="Confluence port (0: any free port; default 8090)",
-    )
-    parser.add_argument(
-        "--embeddings-port",
-        type=int,
-        default=int(env("SANDBOX_EMBEDDINGS_PORT", "8091")),
-        help="embeddings port (0: any free port; default 8091)",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="corpus seed (same seed, same corpus)")
-    parser.add_argument("--spaces", type=int, default=3, help="generated spaces (default 3)")
-    parser.add_argument("--pages-per-space", type=int, default=200, help="pages per generated space (default 200)")
-    parser.add_argument("--samples-space", default="QM", help="space key of the real sample pages (default QM)")
-    parser.add_argument("--no-samples", action="store_true", help="do not load the real sample pages")
-    parser.add_argument("--samples-dir", default=None, help="sample pages (default: ../shared/confluence-samples)")
-    parser.add_argument(
-        "--timezone",
-        default=env("SANDBOX_TIMEZONE", "Asia/Seoul"),
-        help="site time zone CQL dates are read in (default Asia/Seoul)",
-    )
-    parser.add_argument("--context-path", default="/wiki", help='"/wiki" (Cloud, default) or "" (Data Center)')
-    parser.add_argument(
-        "--latency",
-        type=float,
-        default=float(env("SANDBOX_LATENCY", "0") or 0),
-        help="seconds added to every Confluence request",
-    )
-    parser.add_argument(
-        "--faults",
-        default=env("SANDBOX_CONFLUENCE_FAULTS", ""),
-        help='Confluence fault rules, e.g. "endpoint=GET /wiki/rest/api/search,status=429,every=5"',
-    )
-    parser.add_argument(
-        "--embeddings-faults",
-        default=env("SANDBOX_EMBEDDINGS_FAULTS", ""),
-        help='embeddings fault rules, e.g. "status=429,retry_after=1,every=10"',
-    )
 
 
 def serve(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> int:
