@@ -60,7 +60,7 @@ def test_both_servers_start_in_well_under_a_second_and_stop_cleanly(site):
 
 def test_concurrent_clients_and_a_slow_one(site):
     with ConfluenceServer(site) as conf:
-        conf.faults.add("GET /wiki/rest/api/space/{key}", delay=1.0)
+        conf.faults.add("GET /wiki/rest/api/space/{key}", delay=1.5)
         slow = threading.Thread(target=lambda: Confluence(conf.url, token=conf.pat).get_space("ENG"))
         slow.start()
         pages = site.live_pages("ENG")
@@ -69,10 +69,9 @@ def test_concurrent_clients_and_a_slow_one(site):
             with Confluence(conf.url, username=conf.email, password=conf.api_token) as c:
                 return sum(c.get_page_by_id(p.id, expand="version")["version"]["number"] for p in pages[offset::8])
 
-        began = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             total = sum(pool.map(work, range(8)))
-        assert time.perf_counter() - began < 1.0  # the slow request blocks nobody
+        assert slow.is_alive()  # eight clients were served while the slow request still waited
         assert total == sum(p.version for p in pages)
         slow.join()
         assert conf.stats["GET /wiki/rest/api/content/{id}"] == len(pages)
@@ -89,7 +88,7 @@ def test_large_pages_are_served_whole(site):
         search = c.get("rest/api/content/search", params={"cql": "space in (ENG, OPS)", "expand": "body.storage",
                                                          "limit": 50})  # fmt: skip
         assert search["size"] == 50
-        assert time.perf_counter() - began < 2.0
+        assert time.perf_counter() - began < 5.0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
