@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -75,6 +76,65 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from confluence_assets.sandbox.demo import serve
+
+    try:
+        return serve(args, out=lambda line: print(line, flush=True))
+    except ZoneInfoNotFoundError:
+        raise CommandError(f"unknown time zone {args.timezone!r} (use an IANA name such as Asia/Seoul)") from None
+    except ValueError as exc:  # a malformed fault rule
+        raise CommandError(str(exc)) from None
+
+
+def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    # Environment twins let a demo be configured without flags (SANDBOX_LATENCY=0.05 ./run sandbox).
+    env = os.environ.get
+    parser.add_argument("--host", default=env("SANDBOX_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--confluence-port",
+        type=int,
+        default=int(env("SANDBOX_CONFLUENCE_PORT", "8090")),
+        help="Confluence port (0: any free port; default 8090)",
+    )
+    parser.add_argument(
+        "--embeddings-port",
+        type=int,
+        default=int(env("SANDBOX_EMBEDDINGS_PORT", "8091")),
+        help="embeddings port (0: any free port; default 8091)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="corpus seed (same seed, same corpus)")
+    parser.add_argument("--spaces", type=int, default=3, help="generated spaces (default 3)")
+    parser.add_argument("--pages-per-space", type=int, default=200, help="pages per generated space (default 200)")
+    parser.add_argument("--samples-space", default="QM", help="space key of the real sample pages (default QM)")
+    parser.add_argument("--no-samples", action="store_true", help="do not load the real sample pages")
+    parser.add_argument("--samples-dir", default=None, help="sample pages (default: ../shared/confluence-samples)")
+    parser.add_argument(
+        "--timezone",
+        default=env("SANDBOX_TIMEZONE", "Asia/Seoul"),
+        help="site time zone CQL dates are read in (default Asia/Seoul)",
+    )
+    parser.add_argument("--context-path", default="/wiki", help='"/wiki" (Cloud, default) or "" (Data Center)')
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=float(env("SANDBOX_LATENCY", "0") or 0),
+        help="seconds added to every Confluence request",
+    )
+    parser.add_argument(
+        "--faults",
+        default=env("SANDBOX_CONFLUENCE_FAULTS", ""),
+        help='Confluence fault rules, e.g. "endpoint=GET /wiki/rest/api/search,status=429,every=5"',
+    )
+    parser.add_argument(
+        "--embeddings-faults",
+        default=env("SANDBOX_EMBEDDINGS_FAULTS", ""),
+        help='embeddings fault rules, e.g. "status=429,retry_after=1,every=10"',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="confluence-assets",
@@ -100,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", _cmd_doctor, "check database, pgvector, migrations and settings")
     p = add("db", _cmd_db, "start, stop or inspect the embedded PostgreSQL")
     p.add_argument("action", choices=["start", "stop", "status"])
+    help_ = "serve a Confluence sandbox and an OpenAI-compatible embeddings sandbox (offline demo and tests)"
+    p = sub.add_parser("sandbox", help=help_, description=help_)
+    p.set_defaults(handler=_cmd_sandbox)
+    _add_sandbox_arguments(p)
     return parser
 
 

@@ -1,0 +1,234 @@
+"""The HTTP plumbing both servers share: a threaded standard-library server on 127.0.0.1, keep-alive,
+request counting, fault injection, and a clean stop.
+
+``ThreadingHTTPServer`` alone cannot stop cleanly while a client holds a keep-alive connection (the
+handler thread waits on it), so the server tracks its connections and shuts them down on ``stop()``, then
+joins every thread it started: tests see no leaked threads or ports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from confluence_assets.sandbox.faults import Decision, FaultRules, Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string, percent-decoded segments kept as sent
+    target: str  # path and query, as sent
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes
+    empty_page: bool = False  # set by a fault: serve an empty page that still has a next link
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def params(self, name: str) -> list[str]:
+        """All values of a repeatable or comma-separated parameter."""
+        out: list[str] = []
+        for value in self.query.get(name, []):
+            out.extend(v for v in value.split(",") if v)
+        return out
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        return cls(status, data, headers=headers or {})
+
+
+class App:
+    """What a server answers. Subclasses route requests and shape errors the way their API does."""
+
+    def endpoint(self, request: Request) -> str:
+        """The stats/fault key of a request, e.g. ``"GET /wiki/rest/api/content/{id}"``."""
+        raise NotImplementedError
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def fault_response(self, request: Request, decision: Decision) -> Response:
+        raise NotImplementedError
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers and the clients' pools expect
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = Request(
+            method=self.command,
+            path=split.path,
+            target=self.path,
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+        )
+        owner = self.server.owner
+        app = owner.app
+        endpoint = app.endpoint(request)
+        owner.stats.record(endpoint, request.path)
+        decision = owner.faults.decide(endpoint, request.path, request.query)
+        if decision is not None:
+            if decision.delay:
+                time.sleep(decision.delay)
+            if decision.reset:
+                self._reset()
+                return
+            if decision.status is not None:
+                self._write(app.fault_response(request, decision))
+                return
+            request.empty_page = decision.empty_page
+        try:
+            response = app.handle(request)
+        except Exception:  # a sandbox bug must look like a server error, not a hung client
+            log.exception("sandbox error on %s %s", request.method, request.target)
+            response = app.fault_response(request, Decision(status=500))
+        self._write(response)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's naming
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes close() send RST: the client sees "connection reset by peer".
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.rfile.close()
+        self.connection.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False  # we join our own threads in stop(), with a deadline
+
+    def __init__(self, address: tuple[str, int], owner: ServerBase) -> None:
+        self.owner = owner
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        with self._conn_lock:
+            self._connections.add(request)
+        worker = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True, name="sandbox-conn"
+        )
+        with self._conn_lock:
+            self._workers.add(worker)
+        worker.start()
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._conn_lock:
+                self._connections.discard(request)
+                self._workers.discard(threading.current_thread())
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def close_connections(self) -> list[threading.Thread]:
+        with self._conn_lock:
+            connections, workers = list(self._connections), list(self._workers)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return workers
+
+
+class ServerBase:
+    """Start/stop and context management for one app on ``host:port`` (port 0: a free one)."""
+
+    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.faults = FaultRules()
+        self.stats = Stats()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the server is not running")
+        return self._server.server_address[1]
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> ServerBase:
+        if self._server is None:
+            self._server = _Server((self.host, self.requested_port), self)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="sandbox-http"
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        deadline = time.monotonic() + timeout
+        for worker in server.close_connections():
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._server = self._thread = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

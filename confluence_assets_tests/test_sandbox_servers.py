@@ -1,0 +1,140 @@
+"""The servers as processes see them: up in well under a second, concurrent clients, 1 MB+ bodies, a
+clean stop (no leaked threads or ports, even with keep-alive connections open), and the CLI demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+from atlassian import Confluence
+
+from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
+
+CLI = str(Path(sys.executable).parent / "confluence-assets")
+
+
+@pytest.fixture(scope="module")
+def site() -> Site:
+    site = Site()
+    generate_corpus(site, seed=5, spaces=2, pages_per_space=100, large_pages=2)
+    return site
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_both_servers_start_in_well_under_a_second_and_stop_cleanly(site):
+    threads_before = threading.active_count()
+    began = time.perf_counter()
+    conf, emb = ConfluenceServer(site).start(), EmbeddingsServer().start()
+    startup = time.perf_counter() - began
+    print(f"both servers up in {startup * 1000:.1f} ms")
+    assert startup < 1.0
+    ports = (conf.port, emb.port)
+    # Clients that keep their connections open must not hold the stop up.
+    c = Confluence(conf.url, username=conf.email, password=conf.api_token)
+    c.get_space("ENG")
+    o = openai.OpenAI(base_url=emb.url, api_key=emb.api_key)
+    o.embeddings.create(model="text-embedding-3-small", input="x")
+    began = time.perf_counter()
+    conf.stop()
+    emb.stop()
+    assert time.perf_counter() - began < 1.0
+    assert threading.active_count() == threads_before
+    assert not any(port_open(p) for p in ports)
+    c.close()
+    o.close()
+
+
+def test_concurrent_clients_and_a_slow_one(site):
+    with ConfluenceServer(site) as conf:
+        conf.faults.add("GET /wiki/rest/api/space/{key}", delay=1.5)
+        slow = threading.Thread(target=lambda: Confluence(conf.url, token=conf.pat).get_space("ENG"))
+        slow.start()
+        pages = site.live_pages("ENG")
+
+        def work(offset: int) -> int:
+            with Confluence(conf.url, username=conf.email, password=conf.api_token) as c:
+                return sum(c.get_page_by_id(p.id, expand="version")["version"]["number"] for p in pages[offset::8])
+
+        with ThreadPoolExecutor(8) as pool:
+            total = sum(pool.map(work, range(8)))
+        assert slow.is_alive()  # eight clients were served while the slow request still waited
+        assert total == sum(p.version for p in pages)
+        slow.join()
+        assert conf.stats["GET /wiki/rest/api/content/{id}"] == len(pages)
+
+
+def test_large_pages_are_served_whole(site):
+    large = [p for p in site.pages.values() if len(p.body) >= 1_000_000]
+    assert len(large) == 2
+    with ConfluenceServer(site) as conf, Confluence(conf.url, token=conf.pat) as c:
+        began = time.perf_counter()
+        for page in large:
+            got = c.get_page_by_id(page.id, expand="body.storage")
+            assert got["body"]["storage"]["value"] == page.body
+        search = c.get("rest/api/content/search", params={"cql": "space in (ENG, OPS)", "expand": "body.storage",
+                                                         "limit": 50})  # fmt: skip
+        assert search["size"] == 50
+        assert time.perf_counter() - began < 5.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_both_prints_the_environment_and_stops_on_signals(sig):
+    env = {**os.environ, "SANDBOX_LATENCY": "0"}
+    proc = subprocess.Popen(
+        [CLI, "sandbox", "--confluence-port", "0", "--embeddings-port", "0", "--spaces", "1",
+         "--pages-per-space", "30", "--embeddings-faults", "status=429,retry_after=0.01,times=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        exports = {}
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                exports[name] = value
+            if line.startswith("Serving until"):
+                break
+        assert {"CONFLUENCE_URL", "CONFLUENCE_EMAIL", "CONFLUENCE_API_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY",
+                "CONFLUENCE_SITE_TIMEZONE"} <= set(exports), lines  # fmt: skip
+        assert "not a semantic model" in "".join(lines)
+        with Confluence(exports["CONFLUENCE_URL"], username=exports["CONFLUENCE_EMAIL"],
+                        password=exports["CONFLUENCE_API_TOKEN"]) as c:  # fmt: skip
+            assert c.cql('space = "QM" and type = page', limit=100)["size"] == 34
+            assert c.get_space("ENG")["key"] == "ENG"
+        with openai.OpenAI(base_url=exports["OPENAI_BASE_URL"], api_key=exports["OPENAI_API_KEY"]) as o:
+            assert len(o.embeddings.create(model="text-embedding-3-small", input="x").data) == 1  # after one 429
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+        assert "sandbox stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--timezone", "Mars/Base"], "unknown time zone"), (["--faults", "colour=red"], "unknown fault option")],
+)
+def test_cli_refuses_bad_settings_in_one_line(flags, message):
+    args = [CLI, "sandbox", "--confluence-port", "0", "--embeddings-port", "0", "--pages-per-space", "5", *flags]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
