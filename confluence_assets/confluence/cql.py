@@ -46,12 +46,14 @@ def format_cql_datetime(moment: datetime, zone: ZoneInfo | None) -> str:
     return quote(local.strftime("%Y-%m-%d %H:%M"))
 
 
-def space_pages_cql(space_key: str, since: datetime | None = None, *, zone: ZoneInfo | None = None) -> str:
-    """Pages of one space, optionally modified at or after ``since``, oldest change first."""
+def space_pages_cql(
+    space_key: str, since: datetime | None = None, *, zone: ZoneInfo | None = None, newest_first: bool = False
+) -> str:
+    """Pages of one space, optionally modified at or after ``since``, oldest change first (or newest)."""
     clauses = [f"space = {quote(validate_space_key(space_key))}", "type = page"]
     if since is not None:
         clauses.append(f"lastModified >= {format_cql_datetime(since, zone)}")
-    return " AND ".join(clauses) + " ORDER BY lastModified ASC"
+    return " AND ".join(clauses) + f" ORDER BY lastModified {'DESC' if newest_first else 'ASC'}"
 
 
 def page_ids_cql(page_ids: list[str]) -> str:

@@ -148,13 +148,15 @@ def stage_changes(
             rows.append((source_id, page["id"], version, page.get("title") or "", when, kind, json.dumps(page), run_id))
         if rows:
             with conn.transaction():
-                _upsert_staged(conn, rows)
+                upsert_staged_pages(conn, rows)
     if summary.newest_change is not None:
         sources.raise_pending_watermark(conn, source_id, summary.newest_change)
     return summary
 
 
-def _upsert_staged(conn: psycopg.Connection, rows: list[tuple]) -> None:
+def upsert_staged_pages(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    """Stage pages: (source_id, page_id, version, title, last_modified, kind, payload_json, run_id) rows.
+    An older version never replaces a newer staged one."""
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO confluence_sync_staged_pages

@@ -1,0 +1,135 @@
+"""The change sensor's cheap probe: has a space changed since its watermark?
+
+One CQL request per space (limit 1, version only, newest change first) and one database query for all
+spaces. A space needs a sync when it was never synced, when its newest change is not indexed yet, or
+when staged pages wait to be finished (a run that failed part-way, pages re-queued by reconciliation).
+Each result carries a ``run_key`` naming the change, so the same change never launches two runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from confluence_assets.confluence.client import ConfluenceAPI
+from confluence_assets.confluence.cql import space_pages_cql
+from confluence_assets.confluence.errors import ConfluenceError
+from confluence_assets.confluence.keys import SOURCE_ID_PREFIX, source_id_for
+from confluence_assets.sync.changes import page_version, parse_when
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    space_key: str
+    status: str  # initial | changed | staged | unchanged | error
+    run_key: str | None = None
+    detail: str = ""
+
+    @property
+    def needs_sync(self) -> bool:
+        return self.status in ("initial", "changed", "staged")
+
+
+@dataclass(frozen=True)
+class _SpaceState:
+    watermark: str | None
+    staged: int
+    staged_at: str | None
+
+
+def _states(conn: psycopg.Connection, space_keys: list[str]) -> dict[str, _SpaceState]:
+    rows = conn.execute(
+        """SELECT s.source_id, s.metadata->>'last_sync_timestamp',
+                  count(p.page_id) FILTER (WHERE p.stage <> 'failed'), max(p.updated_at)
+           FROM archon_sources s LEFT JOIN confluence_sync_staged_pages p ON p.source_id = s.source_id
+           WHERE s.source_id = ANY(%s) GROUP BY 1, 2""",
+        ([source_id_for(k) for k in space_keys],),
+    ).fetchall()
+    return {
+        sid.removeprefix(SOURCE_ID_PREFIX): _SpaceState(wm, staged, at.isoformat() if at else None)
+        for sid, wm, staged, at in rows
+    }
+
+
+def _newest_change(api: ConfluenceAPI, space_key: str, since, overlap: timedelta, zone: ZoneInfo | None):
+    return api.first_match(space_pages_cql(space_key, since - overlap, zone=zone, newest_first=True))
+
+
+def probe_spaces(
+    make_api: Callable[[], ConfluenceAPI],
+    conn: psycopg.Connection,
+    space_keys: list[str],
+    *,
+    overlap: timedelta,
+    zone: ZoneInfo | None,
+    workers: int = 8,
+    budget_seconds: float = 40.0,
+) -> tuple[list[ProbeResult], list[str]]:
+    """Probe spaces concurrently within a time budget. Returns the results and the keys not reached."""
+    states = _states(conn, space_keys)
+    results: dict[str, ProbeResult] = {}
+    to_probe: list[str] = []
+    for key in space_keys:
+        state = states.get(key)
+        if state is None or state.watermark is None:
+            results[key] = ProbeResult(key, "initial", f"{key}:initial", "never synced")
+        elif state.staged:
+            results[key] = ProbeResult(
+                key, "staged", f"{key}:staged:{state.staged_at}", f"{state.staged} staged pages waiting"
+            )
+        else:
+            to_probe.append(key)
+
+    deadline = time.monotonic() + budget_seconds
+    newest: dict[str, dict | None] = {}
+    not_reached: list[str] = []
+    local = threading.local()  # one client per worker thread: requests sessions are not thread-safe
+
+    def probe(key: str):
+        if not hasattr(local, "api"):
+            local.api = make_api()
+        api = local.api
+        return _newest_change(api, key, parse_when(states[key].watermark), overlap, zone)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {}
+        for key in to_probe:
+            if time.monotonic() > deadline:
+                not_reached.append(key)
+                continue
+            futures[pool.submit(probe, key)] = key
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                newest[key] = future.result()
+            except ConfluenceError as exc:
+                results[key] = ProbeResult(key, "error", None, str(exc))
+
+    ids = [page["id"] for page in newest.values() if page]
+    indexed = dict(
+        conn.execute(
+            "SELECT page_id, indexed_version FROM confluence_pages WHERE page_id = ANY(%s) AND is_deleted = FALSE",
+            (ids,),
+        ).fetchall()
+    )
+    for key, page in newest.items():
+        if page is None:
+            results[key] = ProbeResult(key, "unchanged", None, "no change since the watermark")
+            continue
+        version, when = page_version(page)
+        known = indexed.get(page["id"])
+        if known is None or version > known:
+            results[key] = ProbeResult(
+                key, "changed", f"{key}:{page['id']}:v{version}", f"page {page['id']} v{version} at {when.isoformat()}"
+            )
+        else:
+            results[key] = ProbeResult(key, "unchanged", None, f"newest change (page {page['id']} v{version}) indexed")
+    ordered = [results[k] for k in space_keys if k in results]
+    return ordered, not_reached
