@@ -61,6 +61,15 @@ class ConfluenceMarkdownConverter(MarkdownConverter):
     def convert_th(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return self._cell(el, text)
 
+    def convert_tr(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        # Tables are normalised beforehand (storage._normalise_table): equal widths, no spans, the
+        # header row marked. markdownify's own version searches the row's subtree and siblings per row.
+        row = "|" + text + "\n"
+        if el.get("data-first-row"):
+            width = sum(1 for c in el.children if isinstance(c, Tag) and c.name in _CELL_TAGS)
+            row += "| " + " | ".join(["---"] * width) + " |\n"
+        return row
+
     def _in_cell(self, parent_tags: set[str]) -> bool:
         return "td" in parent_tags or "th" in parent_tags
 

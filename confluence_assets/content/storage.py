@@ -182,25 +182,50 @@ def inline_cdata(xhtml: str) -> str:
     return "".join(out)
 
 
+_INCOMPLETE_TAG = re.compile(r"<[A-Za-z/!?]")
+_TAG_AS_TEXT = re.compile(r"</?(?:ac|ri):[^>]*>?")
+
+
 def parse_storage(xhtml: str) -> BeautifulSoup:
-    return BeautifulSoup(inline_cdata(xhtml.replace("\r\n", "\n")), "html.parser")
+    text = inline_cdata(xhtml.replace("\r\n", "\n"))
+    # html.parser hands an unterminated tag at the very end back as text ("<ri:page ri:content-title=...").
+    lt = text.rfind("<")
+    if lt > text.rfind(">") and _INCOMPLETE_TAG.match(text, lt):
+        text = text[:lt]
+    soup = BeautifulSoup(text, "html.parser")
+    # Markup html.parser could not read as a tag also comes back as text; outside code it is debris.
+    for string in soup.find_all(string=_TAG_AS_TEXT):
+        if string.parent is not None and string.parent.name != "ac:plain-text-body":
+            string.replace_with(_TAG_AS_TEXT.sub("", string))
+    return soup
 
 
-def _text(tag: Tag | None) -> str:
-    return tag.get_text().strip() if tag is not None else ""
+def _text(tag: Tag | None, limit: int = 2000) -> str:
+    """The start of an element's text, reading no further than ``limit`` characters.
+
+    Bounded because malformed storage (an unclosed element) can make one element swallow the rest of
+    the page, and reading all of it once per element would be quadratic.
+    """
+    if tag is None:
+        return ""
+    parts: list[str] = []
+    size = 0
+    for string in tag.strings:
+        parts.append(string)
+        size += len(string)
+        if size >= limit:
+            break
+    return "".join(parts).strip()
 
 
 def _child(tag: Tag, name: str) -> Tag | None:
-    """A direct child by name, else (malformed nesting) the first descendant."""
-    found = tag.find(name, recursive=False)
-    return found if found is not None else tag.find(name)
+    """A direct child by name. Only direct: a descendant search per element is quadratic on nesting;
+    bodies that are not where they belong are renamed to plain elements by the generic pass instead."""
+    return tag.find(name, recursive=False)
 
 
 def _ri_child(tag: Tag) -> Tag | None:
     for child in tag.children:
-        if isinstance(child, Tag) and child.name.startswith("ri:"):
-            return child
-    for child in tag.descendants:
         if isinstance(child, Tag) and child.name.startswith("ri:"):
             return child
     return None
@@ -244,8 +269,8 @@ class StoragePreprocessor:
                 handler(tag)
             elif name.startswith(("ac:", "ri:")):
                 self._other_confluence_element(tag)
-        self._tables()
         flatten_deep(self.soup, MAX_DEPTH)
+        self._tables()  # after flattening: walking a table's ancestors is then bounded
         return self.refs
 
     # generic -------------------------------------------------------------------------------------------
@@ -313,7 +338,7 @@ class StoragePreprocessor:
             self._file_macro(tag, params)
             return
         if name in _INCLUDE_MACROS:
-            links = [a for p in params.values() for a in p.find_all("a")]
+            links = [a for p in params.values() for a in p.find_all("a", recursive=False)]
             for a in links:
                 tag.insert_before(a.extract())
             tag.decompose()
@@ -342,7 +367,7 @@ class StoragePreprocessor:
             _reset(rich, "div")
             if plain is not None:
                 plain.decompose()
-        elif plain is not None and plain.get_text().strip():
+        elif plain is not None and _text(plain, 1):
             self._code(tag, plain.get_text(), "")
         else:
             tag.decompose()
@@ -367,12 +392,13 @@ class StoragePreprocessor:
     def _file_macro(self, tag: Tag, params: dict[str, Tag]) -> None:
         replacement: Tag | NavigableString = NavigableString("")
         for p in params.values():
-            ri = p.find("ri:attachment")
+            ri = p.find("ri:attachment", recursive=False)
             if ri is not None and ri.get("ri:filename"):
-                replacement = self._attachment_link(ri, None)
+                url = self._attachment_url(ri)
+                replacement = self._new("a", ri["ri:filename"], href=safe_href(url))
                 break
-            if p.find("a") is not None:
-                replacement = p.find("a").extract()
+            if p.find("a", recursive=False) is not None:
+                replacement = p.find("a", recursive=False).extract()
                 break
         tag.replace_with(replacement, NavigableString(" "))  # file macros often sit side by side
 
@@ -414,10 +440,8 @@ class StoragePreprocessor:
             tag.replace_with(NavigableString(self._mention(ri)))
             return
         if kind == "ri:attachment":
-            link = self._attachment_link(ri, body)
-            tag.replace_with(link)
-            return
-        if kind == "ri:page" or kind == "ri:blog-post":
+            href, text = self._attachment_url(ri), ri.get("ri:filename") or ""
+        elif kind == "ri:page" or kind == "ri:blog-post":
             href, text = self._page_target(ri)
         elif kind == "ri:space":
             space = ri.get("ri:space-key") or ""
@@ -441,7 +465,7 @@ class StoragePreprocessor:
             _reset(tag, "a", href=safe_href(href))
         else:
             _reset(tag, "span")
-        if body is not None and body.get_text().strip():
+        if body is not None and _text(body, 1):
             _reset(body, "span")
         else:
             if body is not None:
@@ -476,9 +500,9 @@ class StoragePreprocessor:
         )
         return f"@{name}" if name else f"@user:{ident}"
 
-    def _attachment_link(self, ri: Tag, body: Tag | None) -> Tag:
+    def _attachment_url(self, ri: Tag) -> str:
         filename = ri.get("ri:filename") or ""
-        container = ri.find(["ri:page", "ri:blog-post", "ri:content-entity"])
+        container = ri.find(["ri:page", "ri:blog-post", "ri:content-entity"], recursive=False)
         if container is not None:
             other_id = container.get("ri:content-id")
             if not other_id and container.get("ri:content-title"):
@@ -489,9 +513,7 @@ class StoragePreprocessor:
         else:
             url = self.ctx.attachment_url(filename)
             self._record_attachment(filename, url)
-        text = body.get_text().strip() if body is not None else ""
-        link = self._new("a", text or filename, href=safe_href(url))
-        return link
+        return url
 
     def _record_attachment(self, filename: str, url: str) -> None:
         self.refs.attachments.setdefault(filename, {"title": filename, "download_url": url})
@@ -502,7 +524,7 @@ class StoragePreprocessor:
         src = ""
         if ri is not None and ri.name == "ri:attachment":
             filename = ri.get("ri:filename") or ""
-            src = self._attachment_link(ri, None)["href"]
+            src = self._attachment_url(ri)
             if filename and filename not in alt:
                 alt = f"{alt} ({filename})" if alt else filename
         elif ri is not None and ri.name == "ri:url":
@@ -511,7 +533,7 @@ class StoragePreprocessor:
         caption = _child(tag, "ac:caption")
         if ri is not None:
             ri.decompose()
-        for child in tag.find_all("ac:adf-mark"):
+        for child in tag.find_all("ac:adf-mark", recursive=False):
             child.decompose()
         _reset(tag, "span")
         tag.insert(0, self._new("img", None, src=safe_href(src), alt=alt))
@@ -544,14 +566,14 @@ class StoragePreprocessor:
         tag.insert(0, NavigableString("[x] " if done else "[ ] "))
 
     def _time(self, tag: Tag) -> None:
-        if not tag.get_text().strip() and tag.get("datetime"):
+        if not _text(tag, 1) and tag.get("datetime"):
             tag.string = tag["datetime"]
 
     def _anchor(self, tag: Tag) -> None:
         href = (tag.get("href") or "").strip()
         if href:
             tag["href"] = safe_href(href)
-            self._record_href(href, tag.get_text().strip())
+            self._record_href(href, _text(tag, 300))
 
     def _record_href(self, href: str, title: str) -> None:
         if not href or href.startswith("#"):
@@ -653,6 +675,8 @@ class StoragePreprocessor:
                 for cell in out:
                     row.append(cell)
             widths.append(len(out))
+        if rows:
+            rows[0]["data-first-row"] = "1"  # the Markdown header row (see markdown.convert_tr)
         width = max(widths, default=0)
         for row, w in zip(rows, widths, strict=True):
             for _ in range(width - w):
