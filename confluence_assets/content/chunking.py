@@ -8,10 +8,11 @@ How a page is cut:
    survives), code by lines into pieces that are each a valid fenced block with the language repeated,
    tables between rows with the header rows repeated.
 3. A section that does not fit one chunk is cut where the content says, not where the running size
-   says: every unit gets a level from a CRC of its text, and the run of units is split at the
-   highest-level unit (nearest the middle on ties), recursively, until every piece fits. Cut points
-   thus depend on the units' text, not on their positions, so editing one paragraph changes the hash
-   of the chunk holding it (and the next chunk's overlap), not of every later chunk in the section.
+   says: every unit gets a level from a CRC of its opening characters, and the run of units is split
+   before the highest-level unit (nearest the middle on ties), recursively, until every piece fits.
+   Cut points thus depend on the units' text, not on their positions, so editing one paragraph changes
+   the hash of the chunk holding it (and the next chunk's overlap), not of every later chunk in the
+   section.
 4. A chunk that follows prose in the same section starts with the tail of that prose (the overlap,
    at most ``overlap_tokens`` and only where the budget allows).
 
@@ -179,7 +180,11 @@ def _units(markdown: str, section: _Section, budget: int) -> list[_Unit]:
 
 
 def _level(text: str) -> int:
-    h = zlib.crc32(text.encode("utf-8"))
+    """How strongly a chunk wants to start at this unit: trailing zero bits of a CRC of its opening.
+
+    Only the first 64 characters count, so an edit inside or at the end of a paragraph moves no cut
+    point at all; an edit to its opening can move only the cut point right before it."""
+    h = zlib.crc32(text[:64].encode("utf-8"))
     return 32 if h == 0 else (h & -h).bit_length() - 1
 
 
@@ -319,13 +324,14 @@ def _cut(units: list[_Unit], budget: int) -> list[list[_Unit]]:
 
 
 def _cut_point(run: list[_Unit], lo: int, hi: int) -> int:
-    """The unit after which to cut [lo, hi): highest level, nearest the middle; never after a heading."""
+    """The unit after which to cut [lo, hi): before the highest-level unit, nearest the middle on ties;
+    never right after a heading."""
     middle = (lo + hi - 2) / 2
     best, best_key = lo, None
     for i in range(lo, hi - 1):
         if not run[i].cut_after:
             continue
-        key = (run[i].level, -abs(i - middle), -i)
+        key = (run[i + 1].level, -abs(i - middle), -i)
         if best_key is None or key > best_key:
             best, best_key = i, key
     return best
