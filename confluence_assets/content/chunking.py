@@ -38,7 +38,7 @@ DEFAULT_OVERLAP_TOKENS = 80
 DEFAULT_MAX_TOKENS = 8191  # OpenAI text-embedding-3-* input limit
 _JOIN = "\n\n"
 _JOIN_TOKENS = 2  # each "\n" is a token for estimate_tokens
-_MIN_BUDGET = 24
+_MIN_LIMIT = 32  # below this the breadcrumb line leaves no room for text
 
 
 @dataclass(slots=True)
@@ -70,15 +70,15 @@ def chunk_markdown(
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> list[Chunk]:
     """Cut a page's Markdown into chunks; an empty page yields one chunk holding its title."""
-    if chunk_tokens <= 0 or max_tokens <= 0 or overlap_tokens < 0:
-        raise ValueError("chunk_tokens and max_tokens must be positive, overlap_tokens not negative")
+    if min(chunk_tokens, max_tokens) < _MIN_LIMIT or overlap_tokens < 0:
+        raise ValueError(f"chunk_tokens and max_tokens must be >= {_MIN_LIMIT}, overlap_tokens >= 0")
     title = page_title.strip() or "Untitled"
     limit = min(chunk_tokens, max_tokens)
     out: list[Chunk] = []
     for section in _sections(markdown, scan(markdown)):
         breadcrumb = [title, *section.headings]
         context = _context_line(breadcrumb, limit)
-        budget = max(_MIN_BUDGET, limit - estimate_tokens(context) - _JOIN_TOKENS)
+        budget = limit - estimate_tokens(context) - _JOIN_TOKENS  # >= 3/4 of limit - 2: context is capped
         units = _units(markdown, section, budget)
         previous: list[_Unit] | None = None
         for group in _cut(units, budget):
@@ -92,7 +92,7 @@ def chunk_markdown(
             previous = group
     if not out:
         breadcrumb = [title]
-        out.append(_finish(0, breadcrumb, title, title, title, 0, 0))
+        out.append(_finish(0, breadcrumb, title, title, title, len(title), len(title)))  # no page text
     _check_limits(out, max_tokens)
     return out
 
@@ -160,8 +160,11 @@ def _units(markdown: str, section: _Section, budget: int) -> list[_Unit]:
     headings = [*section.lead, section.heading] if section.heading is not None else section.lead
     for heading in headings:
         text = markdown[heading.start : heading.end]
-        # A heading never ends a chunk: it belongs with what follows it.
-        units.append(_Unit(text, estimate_tokens(text) + _JOIN_TOKENS, kind="heading", cut_after=False))
+        tokens = estimate_tokens(text) + _JOIN_TOKENS
+        if tokens > budget:  # a heading longer than a chunk is just text
+            units.extend(_Unit(p, estimate_tokens(p) + _JOIN_TOKENS) for p in _split_prose(text, budget))
+        else:  # a heading never ends a chunk: it belongs with what follows it
+            units.append(_Unit(text, tokens, kind="heading", cut_after=False))
     for block in section.blocks:
         text = markdown[block.start : block.end]
         tokens = estimate_tokens(text) + _JOIN_TOKENS

@@ -91,7 +91,8 @@ def _assets(page: Mapping[str, Any], refs: References, ctx: LinkContext) -> list
                 else download or ctx.attachment_url(title),
             }
         )
-    for filename, ref in refs.attachments.items():  # used on the page but not in the expansion we got
+    for ref in refs.ordered(refs.attachments):  # used on the page but not in the expansion we got
+        filename = ref["title"]
         if filename not in listed:
             assets.append(
                 {
@@ -131,14 +132,14 @@ def build_metadata(
         "last_modified_by": _person(modified_by, ctx),
         "labels": [lab["name"] for lab in _results(page, "metadata", "labels") if lab.get("name")],
         "jira_issue_links": [
-            {"issue_key": j["issue_key"], "issue_url": j["issue_url"]} for j in refs.jira_issue_links.values()
+            {"issue_key": j["issue_key"], "issue_url": j["issue_url"]} for j in refs.ordered(refs.jira_issue_links)
         ],
-        "user_mentions": list(refs.user_mentions.values()),
-        "internal_links": list(refs.internal_links.values()),
-        "external_links": list(refs.external_links.values()),
+        "user_mentions": refs.ordered(refs.user_mentions),
+        "internal_links": refs.ordered(refs.internal_links),
+        "external_links": refs.ordered(refs.external_links),
         "asset_links": _assets(page, refs, ctx),
         "word_count": word_count(markdown),
         "content_length": len(markdown),
         "headings": outline(markdown),
-        "code_languages": list(refs.code_languages),
+        "code_languages": list(reversed(refs.code_languages)),
     }

@@ -142,7 +142,8 @@ _DROP = {"ac:placeholder", "ac:adf-mark", "ac:task-id", "ac:task-uuid", "ac:para
 
 @dataclass
 class References:
-    """Everything the page points at, de-duplicated, in document order."""
+    """Everything the page points at, de-duplicated. Filled in reverse document order (the preprocessor
+    walks elements backwards); ``ordered`` gives document order."""
 
     internal_links: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     external_links: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -150,6 +151,10 @@ class References:
     user_mentions: dict[str, dict[str, Any]] = field(default_factory=dict)
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)  # this page's files, by name
     code_languages: dict[str, None] = field(default_factory=dict)
+
+    @staticmethod
+    def ordered(found: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(reversed(found.values()))
 
     def add_jira(self, key: str, url: str, *, from_link: bool) -> None:
         known = self.jira_issue_links.get(key)
@@ -344,16 +349,17 @@ class StoragePreprocessor:
             tag.decompose()
             return
 
+        title = param("title")
         for child in params.values():
             child.decompose()
         if name in _PANELS or name == "expand":
             if name == "expand":
-                label = param("title") or "Expand"
+                label = title or "Expand"
                 head = self._new("p")
                 head.append(self._new("strong", label))
                 _reset(tag, "div")
             else:
-                head = self._panel_label(_PANELS[name], param("title"))
+                head = self._panel_label(_PANELS[name], title)
                 _reset(tag, "blockquote")
             tag.insert(0, head)
             if rich is not None:
