@@ -267,8 +267,10 @@ def _split_code(markdown: str, block: Block, budget: int) -> list[_Unit]:
 def _split_table(markdown: str, block: Block, budget: int) -> list[_Unit]:
     """Pieces of one oversized table, cut between rows, each starting with the header rows."""
     header = markdown[block.start : block.header_end] if block.header_end > block.start else ""
-    rows_text = markdown[block.header_end + 1 if header else block.start : block.end]
     header_cost = estimate_tokens(header) + 1 if header else 0
+    if header_cost > (budget - _JOIN_TOKENS) // 2:  # a header this wide cannot be repeated: rows only
+        header, header_cost = "", 0
+    rows_text = markdown[block.header_end + 1 if header else block.start : block.end]
     room = max(4, budget - _JOIN_TOKENS - header_cost)
     groups: list[list[str]] = []
     current: list[str] = []
