@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from confluence_assets.content import ConversionError, chunk_markdown, convert_page
+from confluence_assets.content import ConversionError, chunk_markdown, convert_page, own_text
 
 BASE = "https://x.atlassian.net/wiki"
 
@@ -265,3 +265,32 @@ def test_metadata_from_full_expansions():
         }
     ]
     assert m["word_count"] == 1 and m["content_length"] == 1
+
+
+@pytest.mark.parametrize(
+    "opening, closing",
+    [
+        ("<div>", "</div>"),
+        ("<ul><li>", "</li></ul>"),
+        ("<table><tr><td>", "</td></tr></table>"),
+        ('<ac:structured-macro ac:name="info"><ac:rich-text-body>', "</ac:rich-text-body></ac:structured-macro>"),
+    ],
+)
+def test_ten_thousand_levels_of_nesting_convert_without_recursion_errors(opening, closing):
+    n = 10_000
+    storage = opening * n + '<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[  deep()]]>'
+    storage += "</ac:plain-text-body></ac:structured-macro><p>bottom text</p>" + closing * n
+    result = convert_page(page(storage), BASE)
+    assert "bottom text" in result.markdown
+    assert "  deep()" in result.markdown
+    assert chunk_markdown(result.markdown, "Golden")
+
+
+@pytest.mark.slow
+def test_hundred_thousand_row_table():
+    rows = "".join(f"<tr><td>r{i}</td><td>v {i}</td></tr>" for i in range(100_000))
+    result = convert_page(page(f"<table><tr><th>k</th><th>v</th></tr>{rows}</table>"), BASE)
+    chunks = chunk_markdown(result.markdown, "Golden")
+    assert all(c.content.startswith("| k | v |\n| --- | --- |\n") for c in chunks)
+    rows_seen = [line for c in chunks for line in own_text(c).split("\n") if line.startswith("| r")]
+    assert len(rows_seen) == 100_000 and rows_seen[-1] == "| r99999 | v 99999 |"

@@ -28,7 +28,8 @@ def convert_page(
     xhtml = storage.get("value") if isinstance(storage, Mapping) else None
     if not isinstance(xhtml, str):
         raise ConversionError(page_id, "no body.storage.value (fetch the page with expand=body.storage)")
-    base = base_url or page.get("_links", {}).get("base") or ""
+    links = page.get("_links")
+    base = base_url or (links.get("base") if isinstance(links, Mapping) else None) or ""
     space_key = space_key_from(page)
     try:
         ctx = LinkContext(

@@ -633,10 +633,13 @@ class StoragePreprocessor:
         """A table inside a cell becomes one line per row ("a; b; c"): Markdown has no nested tables."""
         block = self._new("div")
         for row in self._rows(table):
-            cells = [_text(c) for c in row.children if isinstance(c, Tag) and c.name in ("td", "th")]
-            line = "; ".join(c for c in cells if c)
+            cells = [c for c in row.children if isinstance(c, Tag) and c.name in ("td", "th")]
+            codes = [pre.extract() for c in cells for pre in c.find_all("pre")]  # code stays code
+            line = "; ".join(t for t in (_text(c) for c in cells) if t)
             if line:
                 block.append(self._new("p", line))
+            for pre in codes:
+                block.append(pre)
         table.replace_with(block)
 
     def _normalise_table(self, table: Tag) -> None:
@@ -726,6 +729,17 @@ def flatten_deep(soup: BeautifulSoup, max_depth: int) -> None:
         _flatten(soup, node)
 
 
+_FLATTEN_WRAPPERS = {
+    "table": ("tr", "td"),
+    "thead": ("tr", "td"),
+    "tbody": ("tr", "td"),
+    "tfoot": ("tr", "td"),
+    "tr": ("td",),
+    "ul": ("li",),
+    "ol": ("li",),
+}
+
+
 def _flatten(soup: BeautifulSoup, node: Tag) -> None:
     parts: list[Tag] = []
     buffer: list[str] = []
@@ -754,10 +768,15 @@ def _flatten(soup: BeautifulSoup, node: Tag) -> None:
                 buffer.append(str(item))
     flush()
     node.clear()
-    node.name = "div"
-    node.attrs = {}
+    # The node keeps its name (a flattened cell stays a cell); structural elements get the wrappers
+    # that make their new content valid where it is (rows and cells for tables, items for lists).
+    container = node
+    for name in _FLATTEN_WRAPPERS.get(node.name, ()):
+        inner = soup.new_tag(name)
+        container.append(inner)
+        container = inner
     for part in parts:
-        node.append(part)
+        container.append(part)
 
 
 def attachment_media_type(filename: str) -> str | None:
