@@ -294,3 +294,17 @@ def test_hundred_thousand_row_table():
     assert all(c.content.startswith("| k | v |\n| --- | --- |\n") for c in chunks)
     rows_seen = [line for c in chunks for line in own_text(c).split("\n") if line.startswith("| r")]
     assert len(rows_seen) == 100_000 and rows_seen[-1] == "| r99999 | v 99999 |"
+
+
+def test_headings_emphasis_strike_quote_rule_and_noformat():
+    storage = (
+        "<h1>Title <em>one</em></h1><h3>Sub</h3><p><strong>b</strong> <em>i</em> <s>gone</s> "
+        '<span style="text-decoration: line-through;">old</span> <del>del</del> <u>under</u> snake_case</p>'
+        "<blockquote><p>quoted</p></blockquote><hr/>"
+        '<ac:macro ac:name="noformat"><ac:plain-text-body><![CDATA[raw  text\n  kept]]></ac:plain-text-body></ac:macro>'
+    )
+    assert md(storage) == (
+        "# Title *one*\n\n### Sub\n\n**b** *i* ~~gone~~ ~~old~~ ~~del~~ under snake_case\n\n> quoted\n\n---\n\n"
+        "```\nraw  text\n  kept\n```"
+    )
+    assert meta(storage)["headings"] == [{"level": 1, "text": "Title one"}, {"level": 3, "text": "Sub"}]

@@ -264,6 +264,7 @@ class StoragePreprocessor:
             "a": self._anchor,
             "time": self._time,
             "img": self._plain_img,
+            "span": self._span,
         }
 
     def run(self) -> References:
@@ -545,6 +546,11 @@ class StoragePreprocessor:
         tag.insert(0, self._new("img", None, src=safe_href(src), alt=alt))
         if caption is not None:
             _reset(caption, "div")
+
+    def _span(self, tag: Tag) -> None:
+        # The editor's older strike-through: <span style="text-decoration: line-through;">.
+        if "line-through" in str(tag.get("style") or ""):
+            _reset(tag, "s")
 
     def _plain_img(self, tag: Tag) -> None:
         src = tag.get("src") or ""
