@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from content_helpers import fences_balanced, non_ws
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from confluence_assets.content import chunk_markdown, convert_page, own_text, reassemble
+from confluence_assets_tests.content_helpers import fences_balanced, non_ws
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

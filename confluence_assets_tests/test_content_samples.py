@@ -8,7 +8,11 @@ import re
 
 import pytest
 from bs4 import BeautifulSoup
-from content_helpers import (
+
+from confluence_assets.content import chunk_markdown, convert_page, own_text, reassemble
+from confluence_assets.content.blocks import scan
+from confluence_assets.content.links import LinkContext
+from confluence_assets_tests.content_helpers import (
     BASE_URL,
     SAMPLE_IDS,
     SAMPLES_DIR,
@@ -19,10 +23,6 @@ from content_helpers import (
     non_ws,
     table_rows,
 )
-
-from confluence_assets.content import chunk_markdown, convert_page, own_text, reassemble
-from confluence_assets.content.blocks import scan
-from confluence_assets.content.links import LinkContext
 
 pytestmark = pytest.mark.skipif(not SAMPLE_IDS, reason="../shared/confluence-samples not present")
 

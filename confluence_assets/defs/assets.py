@@ -5,8 +5,6 @@ plain step from confluence_assets.sync and turn its summary into metadata a user
 Nothing flows between assets in memory: each step reads and writes the durable staging tables.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager

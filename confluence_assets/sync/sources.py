@@ -174,7 +174,7 @@ def raise_pending_watermark(conn: psycopg.Connection, source_id: str, newest_cha
         """UPDATE archon_sources SET metadata = metadata || jsonb_build_object('pending_sync_watermark',
                CASE WHEN metadata->>'pending_sync_watermark' IS NULL
                       OR (metadata->>'pending_sync_watermark')::timestamptz < %(t)s::timestamptz
-                    THEN %(t)s ELSE metadata->>'pending_sync_watermark' END),
+                    THEN %(t)s::text ELSE metadata->>'pending_sync_watermark' END),
                updated_at = now()
            WHERE source_id = %(sid)s""",
         {"t": _iso(newest_change), "sid": source_id},

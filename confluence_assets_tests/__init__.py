@@ -1,0 +1,1 @@
+"""Tests for confluence_assets (pytest)."""

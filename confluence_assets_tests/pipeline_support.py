@@ -1,0 +1,141 @@
+"""Helpers for pipeline tests: sandbox servers, resources pointing at them, and ground-truth comparison.
+
+Everything is real: the sandbox servers over HTTP (driven by atlassian-python-api and openai), the
+embedded PostgreSQL, and Dagster's `materialize` on a real instance.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from confluence_assets.defs.assets import changed_pages, chunk_embeddings, confluence_spaces, page_chunks, page_metadata
+from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
+from confluence_assets.defs.resources import (
+    ConfluenceResource,
+    EmbeddingsResource,
+    PostgresResource,
+    SpaceSelectionResource,
+)
+from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site
+
+SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
+SITE_ZONE = "Asia/Seoul"
+
+
+@dataclass
+class Sandbox:
+    site: Site
+    conf: ConfluenceServer
+    emb: EmbeddingsServer
+
+
+@contextmanager
+def sandbox_servers(site: Site):
+    with ConfluenceServer(site) as conf, EmbeddingsServer() as emb:
+        yield Sandbox(site, conf, emb)
+
+
+def resources_for(sandbox: Sandbox, db_url: str, **overrides: Any) -> dict[str, Any]:
+    confluence = dict(
+        url=sandbox.conf.url,
+        email=sandbox.conf.email,
+        api_token=sandbox.conf.api_token,
+        site_timezone=SITE_ZONE,
+        backoff_seconds=0.01,
+        backoff_max_seconds=0.05,
+        retry_after_cap_seconds=0.5,
+    )
+    confluence.update(overrides.pop("confluence", {}))
+    embeddings = dict(api_key=sandbox.emb.api_key, base_url=sandbox.emb.url, dimensions=1536, max_retries=3)
+    embeddings.update(overrides.pop("embeddings", {}))
+    return {
+        "confluence": ConfluenceResource(**confluence),
+        "database": PostgresResource(database_url=db_url),
+        "embeddings": EmbeddingsResource(**embeddings),
+        "space_selection": SpaceSelectionResource(**overrides.pop("space_selection", {})),
+    }
+
+
+def discover_spaces(instance: dg.DagsterInstance, resources: dict) -> dg.ExecuteInJobResult:
+    result = dg.materialize([confluence_spaces], instance=instance, resources=resources)
+    assert result.success
+    return result
+
+
+def sync_space(
+    instance: dg.DagsterInstance, resources: dict, space_key: str, *, raise_on_error: bool = True, run_config=None
+) -> dg.ExecuteInJobResult:
+    if space_key not in instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME):
+        instance.add_dynamic_partitions(SPACES_PARTITIONS_NAME, [space_key])
+    return dg.materialize(
+        SYNC_ASSETS,
+        partition_key=space_key,
+        instance=instance,
+        resources=resources,
+        raise_on_error=raise_on_error,
+        run_config=run_config,
+        selection=[a.key for a in SYNC_ASSETS],
+    )
+
+
+def asset_metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
+    events = result.asset_materializations_for_node(asset)
+    assert events, f"no materialization of {asset}"
+    return {k: v.value for k, v in events[-1].metadata.items()}
+
+
+def db_state(db_url: str, space_key: str) -> dict[str, Any]:
+    """What the database holds for a space: pages and their chunks, for comparisons."""
+    source_id = f"confluence_{space_key}"
+    with psycopg.connect(db_url) as conn:
+        pages = {
+            pid: dict(title=t, version=v, indexed_version=iv, path=p, is_deleted=d)
+            for pid, t, v, iv, p, d in conn.execute(
+                """SELECT page_id, title, version, indexed_version, path, is_deleted FROM confluence_pages
+                   WHERE source_id = %s""",
+                (source_id,),
+            )
+        }
+        chunks: dict[str, list[tuple]] = {}
+        for pid, number, content, url, has_emb, h in conn.execute(
+            """SELECT metadata->>'page_id', chunk_number, content, url, embedding_1536 IS NOT NULL,
+                      metadata->>'content_hash'
+               FROM archon_crawled_pages WHERE source_id = %s ORDER BY 1, 2""",
+            (source_id,),
+        ):
+            chunks.setdefault(pid, []).append((number, content, url, has_emb, h))
+        staged = conn.execute(
+            "SELECT count(*) FROM confluence_sync_staged_pages WHERE source_id = %s AND stage <> 'failed'",
+            (source_id,),
+        ).fetchone()[0]
+        source_meta = conn.execute("SELECT metadata FROM archon_sources WHERE source_id = %s", (source_id,)).fetchone()
+    return {"pages": pages, "chunks": chunks, "staged": staged, "source": source_meta[0] if source_meta else None}
+
+
+def assert_matches_site(site: Site, db_url: str, space_key: str) -> dict[str, Any]:
+    """Every live page present once with the right version/title/path, chunks exactly once, all embedded;
+    no page that is not live is searchable."""
+    state = db_state(db_url, space_key)
+    live = {p.id: p for p in site.live_pages(space_key)}
+    stored_live = {pid: row for pid, row in state["pages"].items() if not row["is_deleted"]}
+    assert set(stored_live) == set(live), (
+        f"missing {sorted(set(live) - set(stored_live))[:5]}, extra {sorted(set(stored_live) - set(live))[:5]}"
+    )
+    for pid, snap in live.items():
+        row = stored_live[pid]
+        assert row["version"] == snap.version and row["indexed_version"] == snap.version, (pid, row, snap.version)
+        assert row["title"] == snap.title
+        assert row["path"] == "/" + "/".join([*snap.ancestors, pid]), (pid, row["path"], snap.ancestors)
+        chunks = state["chunks"].get(pid)
+        assert chunks, f"page {pid} has no chunks"
+        assert [c[0] for c in chunks] == list(range(len(chunks)))
+        assert all(c[2] == f"confluence://{space_key}/{pid}" for c in chunks)
+        assert all(c[3] for c in chunks), f"page {pid} has unembedded chunks"
+    assert set(state["chunks"]) <= set(live), "chunks of pages that are not live"
+    assert state["staged"] == 0
+    return state
