@@ -36,7 +36,7 @@ from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
 from confluence_assets.sync.convert_step import convert_staged
 from confluence_assets.sync.embed_step import embed_and_swap
 from confluence_assets.sync.locks import space_lock
-from confluence_assets.sync.spaces import select_spaces
+from confluence_assets.sync.spaces import SelectionError, select_spaces, validate_selection
 
 GROUP = "confluence"
 CONFLUENCE_POOL = "confluence_api"  # limits concurrent Confluence-calling steps across runs
@@ -49,7 +49,7 @@ def clear_failures() -> Iterator[None]:
         yield
     except (ConfluenceAuthError, ConfluenceConfigError, EmbeddingAuthError, EmbeddingConfigError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    except (InvalidSpaceKeyError, InvalidTimeZoneError) as exc:
+    except (InvalidSpaceKeyError, InvalidTimeZoneError, SelectionError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except (ConfluenceError, EmbeddingError) as exc:
         raise dg.Failure(description=str(exc)) from None
@@ -78,16 +78,17 @@ def confluence_spaces(
     space_selection: SpaceSelectionResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
+    choice = dict(
+        include_keys=space_selection.include_keys,
+        exclude_keys=space_selection.exclude_keys,
+        space_types=space_selection.space_types,
+        statuses=space_selection.statuses,
+    )
     with clear_failures():
+        validate_selection(**choice)
         api = confluence.api()
         visible = [sources.Space.from_api(data, api.site_base) for data in api.list_spaces()]
-        selection = select_spaces(
-            visible,
-            include_keys=space_selection.include_keys,
-            exclude_keys=space_selection.exclude_keys,
-            space_types=space_selection.space_types,
-            statuses=space_selection.statuses,
-        )
+        selection = select_spaces(visible, **choice)
     with database.connect() as conn, conn.transaction():
         for space in selection.selected:
             sources.upsert_space(
@@ -343,6 +344,8 @@ def chunk_embeddings(
             "pages_failed": len(summary.failed),
             "failed_pages": dg.MetadataValue.md(failures_table(summary.failed)),
             "watermark": watermark.isoformat() if watermark else "none",
+            "embedding_seconds": round(summary.embed_seconds, 2),
+            "swap_seconds": round(summary.swap_seconds, 2),
             "duration_seconds": round(time.monotonic() - started, 2),
         },
         check_results=check_results,

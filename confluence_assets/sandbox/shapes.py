@@ -55,6 +55,11 @@ def excerpt(storage: str, length: int = 200) -> str:
     return text[:length]
 
 
+def space_type(space: Space) -> str:
+    """Confluence's personal spaces are the ones whose key starts with '~'."""
+    return "personal" if space.key.startswith("~") else "global"
+
+
 class Renderer:
     """Renders site objects for one server: its base URL (``http://host:port/wiki``) and context path."""
 
@@ -396,7 +401,7 @@ class Renderer:
             out["description"] = desc
         if "homepage" in expand and space.homepage_id:
             out["homepage"] = self.content(self.site.pages[space.homepage_id], expand["homepage"])
-        out["type"] = "global"
+        out["type"] = space_type(space)
         out["status"] = "current"
         expandable = {
             "settings": f"/rest/api/space/{space.key}/settings",
@@ -501,7 +506,7 @@ class Renderer:
             "id": str(space.id),
             "key": space.key,
             "name": space.name,
-            "type": "global",
+            "type": space_type(space),
             "status": "current",
             "authorId": space.creator_id,
             "createdAt": iso(space.created_at),

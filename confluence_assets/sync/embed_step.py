@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ class EmbedSummary:
     pages_swapped: int = 0
     chunks_written: int = 0
     chunks_deleted: int = 0
+    embed_seconds: float = 0.0
+    swap_seconds: float = 0.0
     failed: list[FailedPage] = field(default_factory=list)
     swapped_page_ids: list[str] = field(default_factory=list)
 
@@ -92,8 +95,11 @@ def embed_and_swap(
         )
         summary.chunks_reused = reused.rowcount
 
+    started = time.monotonic()
     _embed_missing(conn, source_id, embedder, summary, progress)
+    summary.embed_seconds = time.monotonic() - started
     _swap_ready_pages(conn, source_id, space_key, dims, summary, progress)
+    summary.swap_seconds = time.monotonic() - started - summary.embed_seconds
     return summary
 
 

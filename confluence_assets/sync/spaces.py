@@ -12,12 +12,28 @@ SPACE_TYPES = ("global", "personal")
 SPACE_STATUSES = ("current", "archived")
 
 
+class SelectionError(ValueError):
+    """The space selection names an unknown type or status."""
+
+
 @dataclass
 class Selection:
     selected: list[Space] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     invalid_keys: list[str] = field(default_factory=list)
     missing_includes: list[str] = field(default_factory=list)
+
+
+def validate_selection(
+    include_keys: list[str] = (), exclude_keys: list[str] = (), space_types=("global",), statuses=("current",)
+) -> None:
+    """Reject a bad selection before any request is made."""
+    for key in [*include_keys, *exclude_keys]:
+        validate_space_key(key)
+    for value, allowed, what in ((space_types, SPACE_TYPES, "space type"), (statuses, SPACE_STATUSES, "status")):
+        unknown = set(value) - set(allowed)
+        if unknown:
+            raise SelectionError(f"unknown {what} {sorted(unknown)}: use {', '.join(allowed)}")
 
 
 def select_spaces(
@@ -28,12 +44,8 @@ def select_spaces(
     space_types: list[str] = ("global",),
     statuses: list[str] = ("current",),
 ) -> Selection:
-    include = {validate_space_key(k) for k in include_keys}
-    exclude = {validate_space_key(k) for k in exclude_keys}
-    for value, allowed, what in ((space_types, SPACE_TYPES, "space type"), (statuses, SPACE_STATUSES, "status")):
-        unknown = set(value) - set(allowed)
-        if unknown:
-            raise ValueError(f"unknown {what} {sorted(unknown)}: use {', '.join(allowed)}")
+    validate_selection(include_keys, exclude_keys, space_types, statuses)
+    include, exclude = set(include_keys), set(exclude_keys)
     result = Selection()
     seen = set()
     for space in spaces:

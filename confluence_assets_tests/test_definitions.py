@@ -1,0 +1,108 @@
+"""The code location as a user sees it: one loadable Definitions, the asset graph, resources by EnvVar."""
+
+from __future__ import annotations
+
+import importlib
+
+import dagster as dg
+import pytest
+
+from confluence_assets.sandbox import Site, generate_corpus
+from confluence_assets_tests.pipeline_support import (
+    assert_matches_site,
+    asset_metadata,
+    discover_spaces,
+    resources_for,
+    sandbox_servers,
+    sync_space,
+)
+
+GRAPH = ["confluence_spaces", "changed_pages", "page_metadata", "page_chunks", "chunk_embeddings"]
+
+
+@pytest.fixture
+def defs(monkeypatch):
+    monkeypatch.setenv("CONFLUENCE_URL", "https://example.atlassian.net/wiki")
+    monkeypatch.setenv("CONFLUENCE_EMAIL", "bot@example.com")
+    monkeypatch.setenv("CONFLUENCE_API_TOKEN", "ATATT-sekrit-0099")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sekrit-0099")
+    monkeypatch.delenv("CONFLUENCE_PAT", raising=False)
+    import confluence_assets.definitions as module
+
+    return importlib.reload(module).defs
+
+
+def test_definitions_load_with_the_asset_graph_in_order(defs):
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(GRAPH) <= keys
+    for upstream, downstream in zip(GRAPH, GRAPH[1:], strict=False):
+        parents = {p.to_user_string() for p in graph.get(dg.AssetKey(downstream)).parent_keys}
+        assert upstream in parents, (upstream, downstream)
+    for key in GRAPH:
+        node = graph.get(dg.AssetKey(key))
+        assert node.group_name == "confluence" and node.description and node.kinds
+    for key in GRAPH[1:]:
+        assert graph.get(dg.AssetKey(key)).partitions_def.name == "confluence_spaces"
+    assert {"confluence_sync_job", "confluence_spaces_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    checks = {k.name for k in graph.asset_check_keys}
+    assert {"every_live_page_has_chunks", "every_chunk_embedded", "no_orphan_chunks"} <= checks
+
+
+def test_secrets_are_wired_as_env_vars_not_values(defs):
+    confluence = defs.resources["confluence"]
+    embeddings = defs.resources["embeddings"]
+    # What the UI shows is the resource's config: variable names, never values.
+    shown = repr(confluence._get_non_default_public_field_values()) + repr(  # noqa: SLF001
+        embeddings._get_non_default_public_field_values()  # noqa: SLF001
+    )
+    assert "ATATT-sekrit-0099" not in shown and "sk-sekrit-0099" not in shown
+    assert isinstance(confluence.api_token, dg.EnvVar) and confluence.api_token.env_var_name == "CONFLUENCE_API_TOKEN"
+    assert isinstance(embeddings.api_key, dg.EnvVar)
+    assert confluence.personal_access_token is None  # unset optional variables are not wired
+
+
+def test_a_personal_space_is_a_partition_and_syncs(migrated_db_url):
+    site = Site(timezone="Asia/Seoul")
+    generate_corpus(site, seed=4, spaces=1, pages_per_space=5, large_pages=0, empty_pages=0)
+    site.add_space("~alice", "Alice Example", homepage_body="<p>Alice's notes on the zeppelin hangar.</p>")
+    with sandbox_servers(site) as sb, dg.DagsterInstance.ephemeral() as instance:
+        resources = resources_for(sb, migrated_db_url, space_selection={"space_types": ["global", "personal"]})
+        discovered = discover_spaces(instance, resources)
+        assert "~alice" in instance.get_dynamic_partitions("confluence_spaces")
+        assert "~alice" in asset_metadata(discovered, "confluence_spaces")["partitions_added"]
+        assert sync_space(instance, resources, "~alice").success
+    assert_matches_site(site, migrated_db_url, "~alice")
+
+
+def test_only_global_spaces_by_default_and_excludes_apply(migrated_db_url):
+    site = Site(timezone="Asia/Seoul")
+    info = generate_corpus(site, seed=4, spaces=3, pages_per_space=2, large_pages=0, empty_pages=0)
+    site.add_space("~bob", "Bob")
+    with sandbox_servers(site) as sb, dg.DagsterInstance.ephemeral() as instance:
+        excluded = info.space_keys[1]
+        resources = resources_for(sb, migrated_db_url, space_selection={"exclude_keys": [excluded]})
+        discover_spaces(instance, resources)
+        assert sorted(instance.get_dynamic_partitions("confluence_spaces")) == sorted(
+            k for k in info.space_keys if k != excluded
+        )
+        # A space no longer selected loses its partition; its data stays until a user deletes it.
+        resources = resources_for(sb, migrated_db_url, space_selection={"include_keys": [info.space_keys[0]]})
+        result = discover_spaces(instance, resources)
+        assert instance.get_dynamic_partitions("confluence_spaces") == [info.space_keys[0]]
+        assert sorted(asset_metadata(result, "confluence_spaces")["partitions_removed"]) == sorted([info.space_keys[2]])
+
+
+def test_an_invalid_include_key_fails_clearly(migrated_db_url):
+    site = Site(timezone="Asia/Seoul")
+    generate_corpus(site, seed=4, spaces=1, pages_per_space=2, large_pages=0, empty_pages=0)
+    with sandbox_servers(site) as sb, dg.DagsterInstance.ephemeral() as instance:
+        resources = resources_for(sb, migrated_db_url, space_selection={"include_keys": ['ENG" OR space != "X']})
+        with pytest.raises(Exception, match="invalid Confluence space key"):
+            dg.materialize(
+                [importlib.import_module("confluence_assets.defs.assets").confluence_spaces],
+                instance=instance,
+                resources=resources,
+            )
+        assert sb.conf.stats.total == 0  # rejected before any request
