@@ -18,8 +18,14 @@ from confluence_assets.defs.assets import (
     confluence_spaces,
     page_chunks,
     page_metadata,
+    page_reconciliation,
 )
-from confluence_assets.defs.jobs import confluence_spaces_job, confluence_sync_job
+from confluence_assets.defs.automation import (
+    confluence_change_sensor,
+    confluence_reconciliation_schedule,
+    confluence_space_sensor,
+)
+from confluence_assets.defs.jobs import confluence_reconciliation_job, confluence_spaces_job, confluence_sync_job
 from confluence_assets.defs.resources import (
     ConfluenceResource,
     EmbeddingsResource,
@@ -64,7 +70,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[confluence_spaces, changed_pages, page_metadata, page_chunks, chunk_embeddings],
-    jobs=[confluence_spaces_job, confluence_sync_job],
+    assets=[confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings],
+    jobs=[confluence_spaces_job, confluence_sync_job, confluence_reconciliation_job],
+    sensors=[confluence_change_sensor, confluence_space_sensor],
+    schedules=[confluence_reconciliation_schedule],
     resources=build_resources(),
 )

@@ -106,6 +106,14 @@ def test_page_ids_must_be_digits():
             "https://dc.example.com/rest/api/content/search?start=50",
         ),
         ({"next": "http://h/wiki/rest/api/x?c=1"}, "http://h/wiki/rest/api/x?c=1"),
+        (  # v2: the link carries /wiki, the base too, and there is no context key
+            {"base": "https://x.atlassian.net/wiki", "next": "/wiki/api/v2/spaces/9/pages?cursor=b"},
+            "https://x.atlassian.net/wiki/api/v2/spaces/9/pages?cursor=b",
+        ),
+        (
+            {"base": "https://dc.example.com/confluence", "next": "/rest/api/content?start=200"},
+            "https://dc.example.com/confluence/rest/api/content?start=200",
+        ),
         ({"base": "https://x/wiki"}, None),
     ],
 )

@@ -115,10 +115,11 @@ def resolve_next(links: dict, fallback_base: str) -> str | None:
     if nxt.startswith(("http://", "https://")):
         return nxt
     base = links.get("base") or fallback_base
-    context = (links.get("context") or "").rstrip("/")
-    if context and nxt.startswith(context + "/"):
-        parts = urlsplit(base)
-        return f"{parts.scheme}://{parts.netloc}{nxt}"
+    parts = urlsplit(base)
+    # v1 links are relative to the base; v2 links (and some v1 ones) already carry the context path.
+    for prefix in ((links.get("context") or "").rstrip("/"), parts.path.rstrip("/")):
+        if prefix and nxt.startswith(prefix + "/"):
+            return f"{parts.scheme}://{parts.netloc}{nxt}"
     return join_url(base, nxt)
 
 

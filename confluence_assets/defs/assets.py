@@ -36,7 +36,8 @@ from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
 from confluence_assets.sync.convert_step import convert_staged
 from confluence_assets.sync.embed_step import embed_and_swap
 from confluence_assets.sync.locks import space_lock
-from confluence_assets.sync.spaces import SelectionError, select_spaces, validate_selection
+from confluence_assets.sync.reconcile import reconcile_space
+from confluence_assets.sync.spaces import SelectionError, refresh_spaces
 
 GROUP = "confluence"
 CONFLUENCE_POOL = "confluence_api"  # limits concurrent Confluence-calling steps across runs
@@ -49,7 +50,7 @@ def clear_failures() -> Iterator[None]:
         yield
     except (ConfluenceAuthError, ConfluenceConfigError, EmbeddingAuthError, EmbeddingConfigError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    except (InvalidSpaceKeyError, InvalidTimeZoneError, SelectionError) as exc:
+    except (InvalidSpaceKeyError, InvalidTimeZoneError, SelectionError, sources.InvalidStrategyError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except (ConfluenceError, EmbeddingError) as exc:
         raise dg.Failure(description=str(exc)) from None
@@ -78,27 +79,16 @@ def confluence_spaces(
     space_selection: SpaceSelectionResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
-    choice = dict(
-        include_keys=space_selection.include_keys,
-        exclude_keys=space_selection.exclude_keys,
-        space_types=space_selection.space_types,
-        statuses=space_selection.statuses,
-    )
     with clear_failures():
-        validate_selection(**choice)
         api = confluence.api()
-        visible = [sources.Space.from_api(data, api.site_base) for data in api.list_spaces()]
-        selection = select_spaces(visible, **choice)
-    with database.connect() as conn, conn.transaction():
-        for space in selection.selected:
-            sources.upsert_space(
-                conn, space, base_url=api.site_base, default_deletion_strategy=space_selection.deletion_strategy
-            )
-        wanted = {space_key_to_partition_key(s.key) for s in selection.selected}
-        existing = set(context.instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME))
-        added, removed = sorted(wanted - existing), sorted(existing - wanted)
-        for key in removed:
-            sources.mark_removed(conn, partition_key_to_space_key(key))
+        with database.connect() as conn:
+            existing = [
+                partition_key_to_space_key(k) for k in context.instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME)
+            ]
+            refresh = refresh_spaces(api, conn, existing, **space_selection.choice())
+    selection = refresh.selection
+    added = [space_key_to_partition_key(k) for k in refresh.added]
+    removed = [space_key_to_partition_key(k) for k in refresh.removed]
     if added:
         context.instance.add_dynamic_partitions(SPACES_PARTITIONS_NAME, added)
     for key in removed:
@@ -107,10 +97,10 @@ def confluence_spaces(
         context.log.warning(f"space key {key!r} is not a valid space key for partitions; skipped")
     if selection.missing_includes:
         context.log.warning(f"included spaces not visible to these credentials: {selection.missing_includes}")
-    context.log.info(f"{len(selection.selected)} spaces selected of {len(visible)} visible; +{added} -{removed}")
+    context.log.info(f"{len(selection.selected)} spaces selected of {refresh.visible} visible; +{added} -{removed}")
     return dg.MaterializeResult(
         metadata={
-            "spaces_visible": len(visible),
+            "spaces_visible": refresh.visible,
             "spaces_selected": len(selection.selected),
             "partitions_added": dg.MetadataValue.json(added),
             "partitions_removed": dg.MetadataValue.json(removed),
@@ -160,6 +150,10 @@ def changed_pages(
                 full=config.full_scan,
                 reprocess=config.reprocess,
             )
+            reconciled = None
+            if sources.get_sync_state(conn, source_id).deletion_strategy == "every_sync":
+                reconciled = reconcile_space(api, conn, space_key, run_id=context.run_id)
+                context.log.info(f"{space_key}: reconciled (every_sync): {reconciled.as_metadata()}")
             sources.record_run_metrics(
                 conn,
                 source_id,
@@ -168,6 +162,7 @@ def changed_pages(
                     "pages_created": summary.new,
                     "pages_updated": summary.updated + summary.restored,
                     "pages_unchanged": summary.unchanged,
+                    "pages_deleted": len(reconciled.deleted) if reconciled else 0,
                     "api_calls": api.stats.attempts,
                 },
             )
@@ -189,14 +184,63 @@ def changed_pages(
             "api_retries": api.stats.retries,
             "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
             "changed_pages": dg.MetadataValue.md(changes_table(summary.changes)),
+            "reconciliation": dg.MetadataValue.json(reconciled.as_metadata() if reconciled else "not this sync"),
             "duration_seconds": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+class ReconciliationConfig(dg.Config):
+    deletion_strategy: str | None = None  # set this space's strategy (weekly_reconciliation, every_sync, on_demand)
+
+
+@dg.asset(
+    partitions_def=confluence_spaces_partitions_def,
+    deps=[confluence_spaces],
+    group_name=GROUP,
+    kinds={"confluence", "postgres"},
+    pool=CONFLUENCE_POOL,
+    description=(
+        "Compares every live page id of the space (listed to the last cursor, ids only) with "
+        "confluence_pages: pages gone from Confluence are soft-deleted and their chunks removed; pages newer "
+        "than indexed (changes CQL missed), moved pages and restored pages are staged for page_metadata. "
+        "A listing that fails part-way deletes nothing."
+    ),
+)
+def page_reconciliation(
+    context: dg.AssetExecutionContext,
+    config: ReconciliationConfig,
+    confluence: ConfluenceResource,
+    database: PostgresResource,
+) -> dg.MaterializeResult:
+    space_key, source_id = _space(context)
+    with clear_failures():
+        api = confluence.api()
+        with space_lock(database.url, source_id), database.connect() as conn:
+            if config.deletion_strategy:
+                sources.set_deletion_strategy(conn, source_id, config.deletion_strategy)
+            summary = reconcile_space(api, conn, space_key, run_id=context.run_id)
+    context.log.info(f"{space_key}: {summary.as_metadata()}")
+    return dg.MaterializeResult(
+        metadata={
+            "live_pages": summary.live_pages,
+            "stored_live_pages": summary.stored_live,
+            "deleted": len(summary.deleted),
+            "restored": len(summary.restored),
+            "requeued": len(summary.requeued),
+            "chunks_removed": summary.chunks_removed,
+            "api_calls": summary.api_calls,
+            "duration_seconds": round(summary.duration_seconds, 2),
+            "deleted_page_ids": dg.MetadataValue.json(summary.deleted[:200]),
+            "requeued_page_ids": dg.MetadataValue.json(summary.requeued[:200]),
+            "restored_page_ids": dg.MetadataValue.json(summary.restored[:200]),
         }
     )
 
 
 @dg.asset(
     partitions_def=confluence_spaces_partitions_def,
-    deps=[changed_pages],
+    deps=[changed_pages, page_reconciliation],
     group_name=GROUP,
     kinds={"python", "postgres"},
     description=(

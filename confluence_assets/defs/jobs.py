@@ -1,8 +1,15 @@
-"""Jobs: discover spaces; sync one space partition through the whole graph."""
+"""Jobs: discover spaces; sync one space partition; reconcile one space partition."""
 
 import dagster as dg
 
-from confluence_assets.defs.assets import changed_pages, chunk_embeddings, confluence_spaces, page_chunks, page_metadata
+from confluence_assets.defs.assets import (
+    changed_pages,
+    chunk_embeddings,
+    confluence_spaces,
+    page_chunks,
+    page_metadata,
+    page_reconciliation,
+)
 from confluence_assets.defs.partitions import confluence_spaces_partitions_def
 
 confluence_spaces_job = dg.define_asset_job(
@@ -16,4 +23,14 @@ confluence_sync_job = dg.define_asset_job(
     selection=[changed_pages, page_metadata, page_chunks, chunk_embeddings],
     partitions_def=confluence_spaces_partitions_def,
     description="Sync one space: changed pages -> metadata -> chunks -> embeddings (one run per space).",
+)
+
+confluence_reconciliation_job = dg.define_asset_job(
+    name="confluence_reconciliation_job",
+    selection=[page_reconciliation, page_metadata, page_chunks, chunk_embeddings],
+    partitions_def=confluence_spaces_partitions_def,
+    description=(
+        "Reconcile one space: soft-delete pages gone from Confluence, then bring in the changes CQL missed, "
+        "moved and restored pages (one run per space)."
+    ),
 )

@@ -118,5 +118,19 @@ class SpaceSelectionResource(dg.ConfigurableResource):
     space_types: list[str] = Field(default_factory=lambda: ["global"], description="global and/or personal")
     statuses: list[str] = Field(default_factory=lambda: ["current"], description="current and/or archived")
     deletion_strategy: str = Field(
-        default=DEFAULT_DELETION_STRATEGY, description="weekly_reconciliation, every_sync or on_demand"
+        default=DEFAULT_DELETION_STRATEGY, description="New spaces: weekly_reconciliation, every_sync or on_demand"
     )
+    deletion_strategies: dict[str, str] = Field(
+        default_factory=dict, description="Per-space deletion strategy overrides, e.g. {'DOCS': 'every_sync'}"
+    )
+
+    def choice(self) -> dict:
+        """Keyword arguments for confluence_assets.sync.spaces.refresh_spaces."""
+        return dict(
+            include_keys=self.include_keys,
+            exclude_keys=self.exclude_keys,
+            space_types=self.space_types,
+            statuses=self.statuses,
+            default_deletion_strategy=self.deletion_strategy,
+            deletion_strategies=self.deletion_strategies,
+        )

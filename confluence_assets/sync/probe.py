@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -74,16 +74,18 @@ def probe_spaces(
 ) -> tuple[list[ProbeResult], list[str]]:
     """Probe spaces concurrently within a time budget. Returns the results and the keys not reached."""
     states = _states(conn, space_keys)
+    today = datetime.now(UTC).date().isoformat()
     results: dict[str, ProbeResult] = {}
     to_probe: list[str] = []
     for key in space_keys:
         state = states.get(key)
-        if state is None or state.watermark is None:
-            results[key] = ProbeResult(key, "initial", f"{key}:initial", "never synced")
-        elif state.staged:
+        if state is not None and state.staged:
             results[key] = ProbeResult(
                 key, "staged", f"{key}:staged:{state.staged_at}", f"{state.staged} staged pages waiting"
             )
+        elif state is None or state.watermark is None:
+            # One first-sync request per day: a first sync that failed before staging anything is retried.
+            results[key] = ProbeResult(key, "initial", f"{key}:initial:{today}", "never synced")
         else:
             to_probe.append(key)
 

@@ -64,9 +64,15 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+class InvalidStrategyError(ValueError):
+    pass
+
+
 def _check_strategy(strategy: str) -> str:
     if strategy not in DELETION_STRATEGIES:
-        raise ValueError(f"deletion strategy must be one of {', '.join(DELETION_STRATEGIES)}, got {strategy!r}")
+        raise InvalidStrategyError(
+            f"deletion strategy must be one of {', '.join(DELETION_STRATEGIES)}, got {strategy!r}"
+        )
     return strategy
 
 
@@ -236,3 +242,7 @@ def record_run_metrics(conn: psycopg.Connection, source_id: str, run_id: str, co
                 current[key] = value
         merge_metadata(conn, source_id, {"current_run_metrics": current})
     return current
+
+
+def set_deletion_strategy(conn: psycopg.Connection, source_id: str, strategy: str) -> None:
+    merge_metadata(conn, source_id, {"deletion_check_strategy": _check_strategy(strategy)})

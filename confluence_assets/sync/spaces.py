@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluence_assets.confluence.keys import SPACE_KEY_PATTERN, validate_space_key
+from confluence_assets.sync import sources
 from confluence_assets.sync.sources import Space
 
 SPACE_TYPES = ("global", "personal")
@@ -63,3 +64,49 @@ def select_spaces(
             result.selected.append(space)
     result.missing_includes = sorted(include - seen)
     return result
+
+
+@dataclass
+class SpaceRefresh:
+    selection: Selection
+    visible: int
+    added: list[str]
+    removed: list[str]
+
+
+def refresh_spaces(
+    api,
+    conn,
+    existing_keys: list[str],
+    *,
+    include_keys: list[str] = (),
+    exclude_keys: list[str] = (),
+    space_types: list[str] = ("global",),
+    statuses: list[str] = ("current",),
+    default_deletion_strategy: str = sources.DEFAULT_DELETION_STRATEGY,
+    deletion_strategies: dict[str, str] | None = None,
+) -> SpaceRefresh:
+    """List the visible spaces, upsert a source row per selected space, mark dropped ones removed.
+
+    Returns which partition keys to add and remove; applying them is the caller's (asset or sensor).
+    """
+    validate_selection(include_keys, exclude_keys, space_types, statuses)
+    overrides = {validate_space_key(k): v for k, v in (deletion_strategies or {}).items()}
+    visible = [Space.from_api(data, api.site_base) for data in api.list_spaces()]
+    selection = select_spaces(
+        visible, include_keys=include_keys, exclude_keys=exclude_keys, space_types=space_types, statuses=statuses
+    )
+    wanted = {s.key for s in selection.selected}
+    added, removed = sorted(wanted - set(existing_keys)), sorted(set(existing_keys) - wanted)
+    with conn.transaction():
+        for space in selection.selected:
+            sources.upsert_space(
+                conn,
+                space,
+                base_url=api.site_base,
+                default_deletion_strategy=default_deletion_strategy,
+                deletion_strategy=overrides.get(space.key),
+            )
+        for key in removed:
+            sources.mark_removed(conn, key)
+    return SpaceRefresh(selection=selection, visible=len(visible), added=added, removed=removed)
