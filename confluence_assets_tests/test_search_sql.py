@@ -332,3 +332,16 @@ def test_hnsw_iterative_scan_finds_the_few_chunks_a_selective_filter_allows(conn
     conn.execute("SET confluence_search.exact_chunk_limit = 5000")
     exact = search(conn, None, query, SearchFilters(spaces=("SMALL",)), limit=10, mode="vector")
     assert {r.chunk_id for r in exact} == {r.chunk_id for r in results}
+
+
+def test_keyword_ranking_is_capped_but_still_sees_the_vector_candidates(conn):
+    site = Site(conn)
+    for n in range(10):
+        site.add(Page(str(300 + n), "ENG", f"Common {n}", [("S", f"zephyr common word number {n} " + "x" * n)]))
+    conn.execute("SET confluence_search.keyword_rank_limit = 3")
+    keyword = search(conn, "zephyr", None, limit=10, mode="keyword")
+    assert len(keyword) == 3
+    hybrid = search(conn, "zephyr", lexical_embedding("zephyr common word"), limit=10)
+    assert len(hybrid) == 10 and {r.match_type for r in hybrid} == {"hybrid"}
+    conn.execute("RESET confluence_search.keyword_rank_limit")
+    assert len(search(conn, "zephyr", None, limit=10, mode="keyword")) == 10
