@@ -72,8 +72,7 @@ def generate_known_item_queries(
         )
     ]
     rng.shuffle(pages)
-    windows = {page: _windows(conn, page, words) for page in pages}
-    pages = [p for p in pages if windows[p]]
+    windows: dict[str, list[str]] = {}  # read when a page's turn comes: only as many pages as needed
     used: set[tuple[str, str]] = set()
     items: list[KnownItem] = []
     exhausted: set[str] = set()
@@ -83,6 +82,8 @@ def generate_known_item_queries(
                 break
             if page in exhausted:
                 continue
+            if page not in windows:
+                windows[page] = _windows(conn, page, words)
             fresh = [w for w in windows[page] if (page, w) not in used]
             if not fresh:
                 exhausted.add(page)

@@ -329,7 +329,8 @@ BEGIN
                    WHEN f.vector_rank IS NOT NULL THEN 'vector' ELSE 'keyword' END
        FROM confluence_rrf_fuse($3, $4, $5) f
        JOIN archon_crawled_pages c ON c.id = f.id
-       JOIN confluence_pages p ON p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id
+       JOIN confluence_pages p
+         ON p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id AND p.is_deleted = FALSE
        ORDER BY f.score DESC, 15 DESC NULLS LAST, c.id
        LIMIT $6$q$,
     CASE WHEN col IS NULL THEN 'NULL::float8' ELSE format('(1 - (c.%I <=> $1))::float8', col) END)
@@ -360,6 +361,7 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 SET hnsw.iterative_scan = 'relaxed_order'
+SET ivfflat.iterative_scan = 'relaxed_order'  -- Archon databases index with ivfflat
 SET hnsw.ef_search = 150  -- bench/search.py: recall@10 0.99 at 100,000 chunks, hybrid p95 ~15 ms
 SET jit = off  -- compiling would cost more than these short queries take
 AS $fn$
