@@ -135,6 +135,54 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    from confluence_assets.search import (
+        InvalidFilterError,
+        SearchArgumentError,
+        SearchError,
+        SearchFilters,
+        SearchService,
+        parse_since,
+    )
+    from confluence_assets.search.hybrid import excerpt
+
+    try:
+        filters = SearchFilters(
+            spaces=tuple(args.space or ()),
+            labels=tuple(args.label or ()),
+            jira_keys=tuple(args.jira or ()),
+            mentions=tuple(args.mentions or ()),
+            authors=tuple(args.author or ()),
+            under_page_id=args.under,
+            modified_since=parse_since(args.since) if args.since else None,
+        ).validated()
+        with SearchService.from_env(args.database_url, need_embedder=args.mode != "keyword") as service:
+            results = service.search(args.query, filters, limit=args.limit, mode=args.mode)
+    except (SearchError, InvalidFilterError, SearchArgumentError) as exc:
+        raise CommandError(str(exc)) from None
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedObject):
+        raise CommandError("the database has no search functions yet: run confluence-assets migrate") from None
+    except psycopg.Error as exc:
+        raise CommandError(f"search failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
+        return 0
+    if not results:
+        print("no results")
+    for n, r in enumerate(results, 1):
+        similarity = f", similarity {r.similarity:.3f}" if r.similarity is not None else ""
+        print(f"{n}. {r.page_title}  [{r.space_key}]  score {r.score:.4f} ({r.match_type}{similarity})")
+        print(f"   {' > '.join(r.breadcrumb)}")
+        if r.section_title and r.section_title != r.page_title:
+            print(f"   section: {r.section_title}")
+        print(f"   {r.url or ''}")
+        print(f"   {excerpt(r.content, args.query)}")
+        print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="confluence-assets",
@@ -164,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help=help_, description=help_)
     p.set_defaults(handler=_cmd_sandbox)
     _add_sandbox_arguments(p)
+
+    p = add("search", _cmd_search, "search the synced Confluence pages (hybrid: meaning + keywords)")
+    p.add_argument("query", help='what to look for; keywords accept "phrases", or, and -exclusions')
+    p.add_argument("--space", action="append", metavar="KEY", help="only this space (repeatable: any of them)")
+    p.add_argument("--label", action="append", metavar="LABEL", help="pages with this label (repeatable: all)")
+    p.add_argument("--jira", action="append", metavar="KEY-1", help="pages linking this Jira issue (repeatable: all)")
+    p.add_argument(
+        "--mentions", action="append", metavar="ACCOUNT_ID", help="pages mentioning this user (repeatable: all)"
+    )
+    p.add_argument("--author", action="append", metavar="ACCOUNT_ID", help="pages created by this user (repeatable)")
+    p.add_argument("--under", metavar="PAGE_ID", help="this page and the pages below it")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="pages modified on or after this date (UTC)")
+    p.add_argument("--limit", type=int, default=10, metavar="N", help="number of results (default 10)")
+    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid", help="default: hybrid")
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list (for tools)")
     return parser
 
 

@@ -136,16 +136,16 @@ def test_never_synced_and_half_finished_spaces_are_requested(migrated_db_url, in
     assert by_space[keys[1]].run_key.startswith(f"{keys[1]}:staged:")
 
 
-def test_spaces_with_a_run_in_flight_are_not_probed(migrated_db_url, instance, site, monkeypatch):
+def test_spaces_with_a_run_in_flight_are_not_probed(migrated_db_url, instance, site):
     keys = _spaces(site)
-    monkeypatch.setenv("CONFLUENCE_URL", "http://127.0.0.1:9/wiki")
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")
     with sandbox_servers(site) as sb:
         resources = _synced(site, instance, migrated_db_url, sb)
-        from confluence_assets.definitions import defs
+        from confluence_assets.defs.jobs import confluence_sync_job
+        from confluence_assets_tests.pipeline_support import SYNC_ASSETS
 
+        job = dg.Definitions(assets=SYNC_ASSETS, jobs=[confluence_sync_job], resources=resources)
         instance.create_run_for_job(
-            defs.resolve_job_def("confluence_sync_job"),
+            job.resolve_job_def("confluence_sync_job"),
             tags={"dagster/partition": keys[0]},
             status=dg.DagsterRunStatus.STARTED,
         )

@@ -33,7 +33,8 @@ def defs(monkeypatch):
 
 
 def test_definitions_load_with_the_asset_graph_in_order(defs):
-    dg.Definitions.validate_loadable(defs)
+    with dg.instance_for_test():  # loading consults the current instance
+        dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(GRAPH) <= keys
