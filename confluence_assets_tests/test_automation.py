@@ -278,7 +278,7 @@ def test_moves_are_found_by_reconciliation(migrated_db_url, instance, site):
 def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance, site):
     site_big = Site(timezone="Asia/Seoul")
     site_big.clock.set(SITE_NOW)
-    generate_corpus(site_big, seed=8, spaces=1, pages_per_space=600, large_pages=0, empty_pages=0)
+    generate_corpus(site_big, seed=8, spaces=1, pages_per_space=300, large_pages=0, empty_pages=0)
     key = _spaces(site_big)[0]
     with sandbox_servers(site_big) as sb:
         resources = _synced(site_big, instance, migrated_db_url, sb)
