@@ -183,6 +183,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from confluence_assets import dev
+
+    return dev.run(args, out=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="confluence-assets",
@@ -206,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db-url", _cmd_db_url, "print the database URL in use (password masked)")
     p.add_argument("--dagster", action="store_true", help="print Dagster's storage URL instead")
     add("doctor", _cmd_doctor, "check database, pgvector, migrations and settings")
+    help_ = "run the Dagster UI and daemon on the embedded database (--sandbox: against the sandbox servers)"
+    p = sub.add_parser("dev", help=help_, description=help_)
+    p.set_defaults(handler=_cmd_dev)
+    from confluence_assets.dev import add_arguments as add_dev_arguments
+
+    add_dev_arguments(p)
     p = add("db", _cmd_db, "start, stop or inspect the embedded PostgreSQL")
     p.add_argument("action", choices=["start", "stop", "status"])
     help_ = "serve a Confluence sandbox and an OpenAI-compatible embeddings sandbox (offline demo and tests)"

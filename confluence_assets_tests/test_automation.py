@@ -193,7 +193,11 @@ def test_a_new_space_gets_a_partition_and_its_first_sync(migrated_db_url, instan
         site.add_space("NEWS", "Newsroom", homepage_body="<p>fresh</p>")
         result, _ = _tick(confluence_space_sensor, instance, resources)
     assert quiet.skip_reason.skip_message.startswith("No new or removed spaces")
-    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("NEWS", "NEWS:initial")]
+    today = datetime.now(UTC).date().isoformat()
+    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("NEWS", f"NEWS:initial:{today}")]
+    # The sensor records what it did as a materialization of confluence_spaces.
+    (event,) = result.asset_events
+    assert event.asset_key == dg.AssetKey("confluence_spaces") and event.metadata["partitions_added"].value == ["NEWS"]
     adds = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]
     assert adds and list(adds[0].partition_keys) == ["NEWS"]
     with psycopg.connect(migrated_db_url) as conn:

@@ -335,7 +335,12 @@ CHECKS = {
     deps=[page_chunks],
     group_name=GROUP,
     kinds={"openai", "postgres"},
-    check_specs=[dg.AssetCheckSpec(name, asset="chunk_embeddings", description=d) for name, d in CHECKS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(
+            name, asset="chunk_embeddings", description=d, partitions_def=confluence_spaces_partitions_def
+        )
+        for name, d in CHECKS.items()
+    ],
     description=(
         "Embeds only chunks whose content hash has no embedding yet for the configured model and dimension, "
         "in batches, then swaps each page's chunks into archon_crawled_pages in one transaction. Only then "

@@ -14,6 +14,7 @@ from confluence_assets.confluence.errors import ConfluenceError
 from confluence_assets.confluence.keys import partition_key_to_space_key, source_id_for, space_key_to_partition_key
 from confluence_assets.defs.jobs import confluence_reconciliation_job, confluence_sync_job
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME, confluence_spaces_partitions_def
+from confluence_assets.defs.reporting import space_table
 from confluence_assets.defs.resources import ConfluenceResource, PostgresResource, SpaceSelectionResource
 from confluence_assets.sync.probe import probe_spaces
 from confluence_assets.sync.spaces import refresh_spaces
@@ -22,6 +23,10 @@ CHANGE_SENSOR_INTERVAL = int(os.environ.get("CONFLUENCE_CHANGE_SENSOR_INTERVAL_S
 SPACE_SENSOR_INTERVAL = int(os.environ.get("CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS") or 3600)
 RECONCILIATION_CRON = os.environ.get("CONFLUENCE_RECONCILIATION_CRON") or "0 3 * * 0"  # Sundays 03:00
 RECONCILIATION_TIMEZONE = os.environ.get("CONFLUENCE_RECONCILIATION_TIMEZONE") or "UTC"
+# Sensors and the schedule start running when the code location loads, unless this says "stopped".
+_STOPPED = (os.environ.get("CONFLUENCE_AUTOMATION_DEFAULT") or "running").lower() == "stopped"
+SENSOR_DEFAULT = dg.DefaultSensorStatus.STOPPED if _STOPPED else dg.DefaultSensorStatus.RUNNING
+SCHEDULE_DEFAULT = dg.DefaultScheduleStatus.STOPPED if _STOPPED else dg.DefaultScheduleStatus.RUNNING
 PROBE_BUDGET_SECONDS = 40.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -45,7 +50,7 @@ def _summary(names: list[str], limit: int = 20) -> str:
 @dg.sensor(
     job=confluence_sync_job,
     minimum_interval_seconds=CHANGE_SENSOR_INTERVAL,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=SENSOR_DEFAULT,
     description=(
         "One cheap CQL probe per space (lastModified since the watermark, limit 1, no body); requests a sync "
         "run for exactly the spaces that changed, never twice for the same change."
@@ -106,7 +111,7 @@ def confluence_change_sensor(
 @dg.sensor(
     job=confluence_sync_job,
     minimum_interval_seconds=SPACE_SENSOR_INTERVAL,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=SENSOR_DEFAULT,
     description=(
         "Discovers new and removed spaces (per the space selection), adds/removes their partitions and "
         "requests the first full sync of each new space."
@@ -136,9 +141,23 @@ def confluence_space_sensor(
             skip_reason=f"No new or removed spaces ({len(refresh.selection.selected)} selected of {refresh.visible})"
         )
     context.log.info(f"spaces added: {added}; removed: {removed}")
+    # Recorded as a materialization of confluence_spaces, so the asset's page shows what the sensor did.
+    event = dg.AssetMaterialization(
+        asset_key="confluence_spaces",
+        description="Space partitions updated by confluence_space_sensor",
+        metadata={
+            "spaces_visible": refresh.visible,
+            "spaces_selected": len(refresh.selection.selected),
+            "partitions_added": dg.MetadataValue.json(added),
+            "partitions_removed": dg.MetadataValue.json(removed),
+            "spaces": dg.MetadataValue.md(space_table(refresh.selection.selected)),
+        },
+    )
+    today = datetime.now(UTC).date().isoformat()
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{key}:initial", partition_key=key) for key in added],
+        run_requests=[dg.RunRequest(run_key=f"{key}:initial:{today}", partition_key=key) for key in added],
         dynamic_partitions_requests=partition_requests,
+        asset_events=[event],
     )
 
 
@@ -146,7 +165,7 @@ def confluence_space_sensor(
     job=confluence_reconciliation_job,
     cron_schedule=RECONCILIATION_CRON,
     execution_timezone=RECONCILIATION_TIMEZONE,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=SCHEDULE_DEFAULT,
     description=(
         "Weekly reconciliation (Sunday 03:00 by default): one run per space whose deletion strategy is "
         "weekly_reconciliation. Spaces on every_sync reconcile with each sync; on_demand ones only by hand."

@@ -25,7 +25,7 @@ from confluence_assets.sandbox.faults import Decision
 from confluence_assets.sandbox.httpbase import App, Request, Response, ServerBase
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
-from confluence_assets.sandbox.site import Attachment, Page, Site, User
+from confluence_assets.sandbox.site import Attachment, Page, Site, SiteError, User
 
 BASIC_AUTH_FAILURE = (
     "Basic authentication with passwords is deprecated.  For more information, see: "
@@ -68,6 +68,23 @@ class _Ok:
 Handler = Callable[..., _Ok]
 
 
+def _json_body(request: Request) -> dict:
+    try:
+        data = request.json()
+    except ValueError:
+        raise HttpError(400, "Could not parse the request body as JSON") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "Could not parse the request body as JSON")
+    return data
+
+
+def _storage_value(data: dict) -> str:
+    storage = (data.get("body") or {}).get("storage") or {}
+    if storage.get("representation", "storage") != "storage":
+        raise HttpError(400, "The sandbox accepts storage-format bodies only")
+    return storage.get("value") or ""
+
+
 class ConfluenceApp(App):
     def __init__(self, site: Site, context_path: str, limits: Limits) -> None:
         self.site = site
@@ -100,6 +117,12 @@ class ConfluenceApp(App):
             (template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?"), handler)
             for template, handler in routes
         ]
+        # Writes, as atlassian-python-api's create_page/update_page call them (demos and tests edit pages
+        # through the same client a user's scripts would).
+        self._writes: dict[tuple[str, str], Handler] = {
+            ("POST", f"{v1}/content"): self.content_create,
+            ("PUT", f"{v1}/content/{{id}}"): self.content_update,
+        }
 
     # ------------------------------------------------------------------ plumbing
 
@@ -137,7 +160,9 @@ class ConfluenceApp(App):
                 )
             return self._error(request, 401, "Client must be authenticated to access this resource.")
         if request.method != "GET":
-            return self._error(request, 405, f"Method {request.method} is not supported by the sandbox")
+            handler = self._writes.get((request.method, template))
+            if handler is None:
+                return self._error(request, 405, f"Method {request.method} is not supported by the sandbox")
         try:
             with self.site.lock:  # render under the lock, encode (1 MB+ bodies) outside it
                 result = handler(request, user, **match.groupdict())
@@ -299,6 +324,45 @@ class ConfluenceApp(App):
         if version not in (None, "", str(page.version)):
             raise HttpError(404, f"No content found with id : ContentId{{id={id}}} and version {version}")
         return self._ok(self._renderer().content(page, expand, top=True))
+
+    def content_create(self, request: Request, user: User) -> _Ok:
+        data = _json_body(request)
+        if data.get("type", "page") != "page":
+            raise HttpError(400, "The sandbox creates pages only")
+        space = (data.get("space") or {}).get("key")
+        if space not in self.site.spaces or not self.site.can_read_space(user, space):
+            raise HttpError(400, f"No space with key : {space}")
+        ancestors = data.get("ancestors") or []
+        parent = str(ancestors[-1]["id"]) if ancestors else self.site.spaces[space].homepage_id
+        try:
+            page = self.site.create_page(
+                space, data.get("title") or "", _storage_value(data), parent_id=parent, author=user
+            )
+        except SiteError as exc:
+            raise HttpError(400, str(exc)) from None
+        return self._ok(self._renderer().content(page, parse_expand("body.storage,version,space,ancestors"), top=True))
+
+    def content_update(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
+        data = _json_body(request)
+        page = self._page(id, user)
+        wanted = (data.get("version") or {}).get("number")
+        if wanted != page.version + 1:
+            raise HttpError(409, f"Version must be incremented on update. Current version is: {page.version}")
+        ancestors = data.get("ancestors") or []
+        if ancestors and str(ancestors[-1]["id"]) != page.parent_id:
+            self.site.move_page(page.id, str(ancestors[-1]["id"]))
+        try:
+            page = self.site.edit_page(
+                page.id,
+                body=_storage_value(data) if data.get("body") else None,
+                title=data.get("title") or None,
+                author=user,
+                message=(data.get("version") or {}).get("message") or "",
+                minor_edit=bool((data.get("version") or {}).get("minorEdit")),
+            )
+        except SiteError as exc:
+            raise HttpError(400, str(exc)) from None
+        return self._ok(self._renderer().content(page, parse_expand("body.storage,version,space,ancestors"), top=True))
 
     def child_pages(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._page(id, user)

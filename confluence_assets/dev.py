@@ -1,0 +1,198 @@
+"""``confluence-assets dev``: the Dagster UI and daemon on the embedded database, in one command.
+
+Starts the embedded PostgreSQL if needed, applies migrations, prepares DAGSTER_HOME (dagster.yaml with
+storage in the same PostgreSQL) and runs ``dagster dev`` in its own process group. With ``--sandbox`` it
+also serves the sandbox Confluence (a generated corpus plus the real sample pages) and the lexical
+embeddings server from this process and points the resources at them. Ctrl-C or SIGTERM stops
+everything it started: Dagster's process group, the sandbox servers, and the embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from confluence_assets import settings
+from confluence_assets.db import embedded, migrations
+from confluence_assets.db.connection import DATABASE_URL_ENV, resolve_dagster_storage_url, resolve_database
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STORAGE_URL_ENV = "CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL"
+
+
+def _project_file(name: str) -> Path | None:
+    """A file shipped at the repository root (source checkout) or inside the package (wheel)."""
+    for candidate in (PACKAGE_DIR.parent / name, PACKAGE_DIR / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    source = _project_file("dagster.yaml")
+    if source is None:
+        raise FileNotFoundError("dagster.yaml is missing from the installation")
+    shutil.copyfile(source, dagster_home / "dagster.yaml")
+    return dagster_home
+
+
+def dagster_command(args: argparse.Namespace) -> list[str]:
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", "dev", "-h", args.host, "-p", str(args.port)]
+    workspace = _project_file("workspace.yaml")
+    if workspace is not None:
+        return [*command, "-w", str(workspace)]
+    return [*command, "-m", "confluence_assets.definitions"]
+
+
+class SandboxHandle:
+    """The sandbox servers served from this process for the demo."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from confluence_assets.sandbox import (
+            ConfluenceServer,
+            EmbeddingsServer,
+            Site,
+            default_samples_dir,
+            generate_corpus,
+            load_samples,
+        )
+
+        self.site = Site(timezone=args.sandbox_timezone)
+        self.info = generate_corpus(
+            self.site, seed=args.sandbox_seed, spaces=args.sandbox_spaces, pages_per_space=args.sandbox_pages
+        )
+        self.spaces = list(self.info.space_keys)
+        if os.path.isdir(default_samples_dir()):
+            load_samples(self.site, "QM")
+            self.spaces.append("QM")
+        self.conf = ConfluenceServer(self.site, port=args.sandbox_confluence_port).start()
+        self.emb = EmbeddingsServer(port=args.sandbox_embeddings_port).start()
+        self.timezone = args.sandbox_timezone
+
+    def environment(self) -> dict[str, str]:
+        return {
+            settings.CONFLUENCE_URL: self.conf.url,
+            settings.CONFLUENCE_EMAIL: self.conf.email,
+            settings.CONFLUENCE_API_TOKEN: self.conf.api_token or "",
+            settings.CONFLUENCE_SITE_TIMEZONE: self.timezone,
+            settings.OPENAI_API_KEY: self.emb.api_key,
+            settings.OPENAI_BASE_URL: self.emb.url,
+        }
+
+    def stop(self) -> None:
+        self.conf.stop()
+        self.emb.stop()
+
+
+def _wait_for_ui(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/server_info", timeout=2) as response:  # noqa: S310 - our own URL
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _stop_dagster(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop `dagster dev` and every process under it.
+
+    Dagster's code servers launch run workers that outlive their parent if it dies first, so the whole
+    tree is recorded before the signal and whatever survives the grace period is killed.
+    """
+    if proc.poll() is not None:
+        return
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    for child in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def run(args: argparse.Namespace, out=print) -> int:
+    home = embedded.assets_home()
+    uses_embedded = not os.environ.get(DATABASE_URL_ENV)
+    started_db = uses_embedded and not embedded.is_running()
+    sandbox: SandboxHandle | None = None
+    proc: subprocess.Popen | None = None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        target = resolve_database()
+        applied = migrations.migrate(target.url)
+        out(
+            f"database {target.masked} ({'embedded' if target.embedded else DATABASE_URL_ENV}); "
+            f"{len(applied)} migrations applied"
+        )
+        env = dict(os.environ)
+        env["DAGSTER_HOME"] = str(prepare_dagster_home(home))
+        env[STORAGE_URL_ENV] = resolve_dagster_storage_url()
+        if args.sandbox:
+            sandbox = SandboxHandle(args)
+            env.update(sandbox.environment())
+            spaces = ", ".join(sandbox.spaces)
+            out(f"sandbox Confluence {sandbox.conf.url} (spaces {spaces}; credentials passed to Dagster)")
+            out(f"sandbox embeddings {sandbox.emb.url} (a lexical stand-in, not a semantic model)")
+        proc = subprocess.Popen(dagster_command(args), env=env, start_new_session=True)
+        ui = f"http://{args.host}:{args.port}"
+        if _wait_for_ui(ui, proc):
+            out(f"Dagster UI {ui}  (DAGSTER_HOME={env['DAGSTER_HOME']}); Ctrl-C stops everything")
+        while not stop.is_set() and proc.poll() is None:
+            stop.wait(0.5)
+        return 0 if stop.is_set() else (proc.returncode or 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc is not None:
+            _stop_dagster(proc)
+        if sandbox is not None:
+            sandbox.stop()
+        if started_db and not args.keep_database:
+            embedded.stop_embedded_server()
+        out("stopped")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address of the Dagster UI (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
+    parser.add_argument("--sandbox", action="store_true", help="serve the sandbox Confluence and embeddings too")
+    parser.add_argument("--keep-database", action="store_true", help="leave the embedded PostgreSQL running")
+    parser.add_argument("--sandbox-seed", type=int, default=7, help="sandbox corpus seed")
+    parser.add_argument("--sandbox-spaces", type=int, default=2, help="generated sandbox spaces (default 2)")
+    parser.add_argument("--sandbox-pages", type=int, default=100, help="pages per generated space (default 100)")
+    parser.add_argument("--sandbox-timezone", default="Asia/Seoul", help="the sandbox site's time zone")
+    parser.add_argument("--sandbox-confluence-port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--sandbox-embeddings-port", type=int, default=0, help="0: any free port")
