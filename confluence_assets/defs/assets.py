@@ -228,12 +228,14 @@ def page_reconciliation(
             "deleted": len(summary.deleted),
             "restored": len(summary.restored),
             "requeued": len(summary.requeued),
+            "vanished": len(summary.vanished),
             "chunks_removed": summary.chunks_removed,
             "api_calls": summary.api_calls,
             "duration_seconds": round(summary.duration_seconds, 2),
             "deleted_page_ids": dg.MetadataValue.json(summary.deleted[:200]),
             "requeued_page_ids": dg.MetadataValue.json(summary.requeued[:200]),
             "restored_page_ids": dg.MetadataValue.json(summary.restored[:200]),
+            "vanished_page_ids": dg.MetadataValue.json(summary.vanished[:200]),
         }
     )
 
