@@ -41,8 +41,11 @@ def compare_databases(disturbed_url: str, reference_url: str, space_key: str) ->
     watermark, and empty staging in both. Returns the row counts compared and the differences."""
     source_id = f"confluence_{space_key}"
     out = Comparison()
-    pages_q = f"SELECT {PAGE_COLUMNS} FROM confluence_pages WHERE source_id = %s ORDER BY page_id"
-    chunks_q = f"SELECT {CHUNK_COLUMNS} FROM archon_crawled_pages WHERE source_id = %s ORDER BY url, chunk_number"
+    pages_q = f"SELECT {PAGE_COLUMNS} FROM confluence_pages WHERE source_id = %s ORDER BY page_id"  # noqa: S608
+    chunks_q = (
+        f"SELECT {CHUNK_COLUMNS} FROM archon_crawled_pages WHERE source_id = %s "  # noqa: S608 - constant columns
+        "ORDER BY url, chunk_number"
+    )
     for name, query in (("confluence_pages", pages_q), ("archon_crawled_pages", chunks_q)):
         a, b = _rows(disturbed_url, query, (source_id,)), _rows(reference_url, query, (source_id,))
         if name == "confluence_pages":

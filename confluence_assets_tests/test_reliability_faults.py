@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
-import psycopg
 import pytest
 
 from confluence_assets.defs.assets import page_reconciliation
@@ -300,8 +299,10 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
             gate = sb.emb.faults.add(EMBED, delay=1.0, skip=2, times=1)
             killed: list[int] = []
             killer = threading.Thread(
-                target=lambda: wait_until(lambda: gate.seen >= 1)
-                and killed.append(terminate_backends(server_url, database_name(migrated_db_url))),
+                target=lambda: (
+                    wait_until(lambda: gate.seen >= 1)
+                    and killed.append(terminate_backends(server_url, database_name(migrated_db_url)))
+                ),
                 daemon=True,
             )
             with InvariantReader(migrated_db_url, key) as reader:
