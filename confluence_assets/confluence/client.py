@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,24 @@ PAGE_EXPAND = ",".join(
 # never finishes before failing the run (never before taking it as complete).
 MAX_EMPTY_PAGES = 1000  # consecutive empty pages with a next link (restricted content can fill many)
 MAX_SAME_PAGE = 5  # the same next link again and again: "this page again", retried this often
+
+
+# Collections that exist on every Confluence: a 404 there means the URL is not Confluence's REST root.
+COLLECTION_PATHS = ("rest/api/content/search", "rest/api/space", "rest/api/search", "rest/api/content")
+# PostgreSQL text cannot hold NUL, nor UTF-8 hold a lone surrogate (what JSON escapes of invalid UTF-8
+# decode to); one such character in one page must not fail the staging of a whole batch.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> Any:
+    """``value`` (parsed JSON) with NUL characters and lone surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,7 @@ class ConfluenceAPI:
                 f"{shown} did not answer with JSON: is CONFLUENCE_URL right? "
                 "Confluence Cloud URLs end in /wiki (https://your-site.atlassian.net/wiki)"
             )
+        data = clean_text(data)
         base = (data.get("_links") or {}).get("base")
         if base:
             self.site_base = base.rstrip("/")
@@ -213,6 +233,11 @@ class ConfluenceAPI:
         if status == 403:
             return ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
         if status == 404:
+            if shown.rstrip("/").endswith(COLLECTION_PATHS):
+                return ConfluenceConfigError(
+                    f"{shown}: not found (HTTP 404): is CONFLUENCE_URL right? Confluence Cloud URLs end in /wiki "
+                    "(https://your-site.atlassian.net/wiki); Data Center URLs are the site's base URL"
+                )
             return ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
         if status == 400:
             return ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
