@@ -311,6 +311,7 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
                 killer.join(10)
                 assert killed and killed[0] >= 2  # the step's connection and the space lock's
                 assert not result.success
+                assert "lost the database connection" in _failure_message(result)
                 assert db_state(migrated_db_url, key)["source"].get("last_sync_timestamp") is None
                 sync_space(instance, resources, key)
             sync_space(instance, resources_for(sb, reference_url), key)
