@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
             email=config["email"],
             api_token=config["api_token"],
             site_timezone=config.get("site_timezone", "Asia/Seoul"),
+            page_size=config.get("page_size", 50),
             backoff_seconds=0.01,
             backoff_max_seconds=0.05,
             retry_after_cap_seconds=0.5,
@@ -40,8 +41,10 @@ def main(argv: list[str]) -> int:
             batch_size=config.get("embedding_batch_size", 256),
         ),
     }
-    with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(SPACES_PARTITIONS_NAME, [config["space"]])
+    home = config.get("dagster_home")  # an instance from a dagster.yaml (shared storage, pools), else ephemeral
+    with dg.DagsterInstance.from_config(home) if home else dg.DagsterInstance.ephemeral() as instance:
+        if config["space"] not in instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME):
+            instance.add_dynamic_partitions(SPACES_PARTITIONS_NAME, [config["space"]])
         result = dg.materialize(
             SYNC_ASSETS,
             partition_key=config["space"],

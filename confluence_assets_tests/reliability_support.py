@@ -53,8 +53,7 @@ def compare_databases(disturbed_url: str, reference_url: str, space_key: str) ->
         else:
             out.chunks = len(b)
         if a != b:
-            diff = sorted(set(map(repr, a)) ^ set(map(repr, b)))
-            out.differences.append(f"{name}: {len(a)} vs {len(b)} rows, {len(diff)} differ, e.g. {diff[:1]!r:.400}")
+            out.differences.append(f"{name}: {len(a)} vs {len(b)} rows, {_first_difference(a, b)}")
     for url, label in ((disturbed_url, "disturbed"), (reference_url, "reference")):
         staged = _rows(url, "SELECT count(*) FROM confluence_sync_staged_pages WHERE source_id = %s", (source_id,))
         chunks = _rows(url, "SELECT count(*) FROM confluence_sync_staged_chunks WHERE source_id = %s", (source_id,))
@@ -65,6 +64,23 @@ def compare_databases(disturbed_url: str, reference_url: str, space_key: str) ->
     if a != b:
         out.differences.append(f"watermark: {a} vs {b}")
     return out
+
+
+def _first_difference(a: list[tuple], b: list[tuple]) -> str:
+    """Where the first differing row differs: its key, the columns, and for JSON the keys that differ."""
+    only_a, only_b = [r for r in a if r not in b], [r for r in b if r not in a]
+    if not only_a or not only_b:
+        return f"{len(only_a)} rows only in the disturbed database, {len(only_b)} only in the reference"
+    x, y = only_a[0], next((r for r in only_b if r[0] == only_a[0][0]), only_b[0])
+    parts = []
+    for i, (u, v) in enumerate(zip(x, y, strict=True)):
+        if u != v:
+            if isinstance(u, dict) and isinstance(v, dict):
+                keys = sorted(k for k in u.keys() | v.keys() if u.get(k) != v.get(k))
+                parts.append(f"column {i} keys {keys}: {[(u.get(k), v.get(k)) for k in keys]!r:.300}")
+            else:
+                parts.append(f"column {i}: {u!r:.100} vs {v!r:.100}")
+    return f"{len(only_a)} differ; row {x[0]!r}: " + "; ".join(parts)
 
 
 class InvariantReader(threading.Thread):
