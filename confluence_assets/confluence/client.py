@@ -8,12 +8,14 @@ up to a cap, and counts every attempt so runs can report their API calls.
 
 Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
 never infers the end from a short page: a page may hold fewer results than ``limit``, or none at all,
-and still have a ``next`` link.
+and still have a ``next`` link. A listing that cannot be finished raises; it never ends silently.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +53,28 @@ PAGE_EXPAND = ",".join(
         "children.attachment",
     ]
 )
-MAX_EMPTY_PAGES = 5  # consecutive empty pages with a next link before we call the listing finished
+# A listing is finished only when a page has no next link. These bound how long we follow one that
+# never finishes before failing the run (never before taking it as complete).
+MAX_EMPTY_PAGES = 1000  # consecutive empty pages with a next link (restricted content can fill many)
+MAX_SAME_PAGE = 5  # the same next link again and again: "this page again", retried this often
+
+
+# Collections that exist on every Confluence: a 404 there means the URL is not Confluence's REST root.
+COLLECTION_PATHS = ("rest/api/content/search", "rest/api/space", "rest/api/search", "rest/api/content")
+# PostgreSQL text cannot hold NUL, nor UTF-8 hold a lone surrogate (what JSON escapes of invalid UTF-8
+# decode to); one such character in one page must not fail the staging of a whole batch.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> Any:
+    """``value`` (parsed JSON) with NUL characters and lone surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,8 @@ class ConfluenceAPI:
         session.hooks["response"].append(self._count)
         kwargs: dict[str, Any] = dict(
             session=session,
-            timeout=timeout_seconds,
+            # atlassian-python-api int()s the timeout: 0.5 would become 0, which urllib3 refuses.
+            timeout=max(1, math.ceil(timeout_seconds)),
             retry_with_header=False,
             backoff_and_retry=False,
         )
@@ -182,7 +206,7 @@ class ConfluenceAPI:
             data = self._client.get(path, params=params, absolute=absolute)
         except requests.HTTPError as exc:
             raise self._translate(exc, shown) from None
-        except requests.RetryError as exc:
+        except requests.exceptions.RetryError as exc:
             raise ConfluenceUnavailableError(f"{shown}: gave up after retries ({_reason(exc)})") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConfluenceUnavailableError(
@@ -193,6 +217,7 @@ class ConfluenceAPI:
                 f"{shown} did not answer with JSON: is CONFLUENCE_URL right? "
                 "Confluence Cloud URLs end in /wiki (https://your-site.atlassian.net/wiki)"
             )
+        data = clean_text(data)
         base = (data.get("_links") or {}).get("base")
         if base:
             self.site_base = base.rstrip("/")
@@ -208,6 +233,11 @@ class ConfluenceAPI:
         if status == 403:
             return ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
         if status == 404:
+            if shown.rstrip("/").endswith(COLLECTION_PATHS):
+                return ConfluenceConfigError(
+                    f"{shown}: not found (HTTP 404): is CONFLUENCE_URL right? Confluence Cloud URLs end in /wiki "
+                    "(https://your-site.atlassian.net/wiki); Data Center URLs are the site's base URL"
+                )
             return ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
         if status == 400:
             return ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
@@ -218,18 +248,42 @@ class ConfluenceAPI:
         return ConfluenceError(f"{shown}: HTTP {status}: {message}")
 
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict]:
-        """Every result of a paginated list, following ``_links.next`` to the end."""
+        """Every result of a paginated list, following ``_links.next`` to the end.
+
+        A listing ends only where Confluence gives no ``next`` link. Empty pages with a ``next`` link are
+        followed (restricted content is cut after the page, so many can come in a row); a ``next`` link
+        naming the page just served is that page again (retried, a few times). A listing that cannot be
+        finished raises ConfluenceUnavailableError: a listing cut short must never look complete, or
+        reconciliation would take the pages after the cut for deleted ones.
+        """
         data = self.get_json(path, params)
-        empty_in_a_row = 0
-        seen_links: set[str] = set()
+        shown = join_url(self.url, path)
+        current: str | None = None
+        followed: set[str] = set()
+        empty_in_a_row = same_in_a_row = 0
         while True:
             results = data.get("results") or []
             yield from results
             empty_in_a_row = 0 if results else empty_in_a_row + 1
             nxt = resolve_next(data.get("_links") or {}, self.url)
-            if nxt is None or nxt in seen_links or empty_in_a_row >= MAX_EMPTY_PAGES:
+            if nxt is None:
                 return
-            seen_links.add(nxt)
+            if nxt == current:
+                same_in_a_row += 1
+            elif nxt in followed:
+                raise ConfluenceUnavailableError(
+                    f"{shown}: the listing's next link went back to a page already read (a pagination loop); "
+                    "the listing was not taken as complete"
+                )
+            else:
+                same_in_a_row = 0
+            if same_in_a_row > MAX_SAME_PAGE or empty_in_a_row > MAX_EMPTY_PAGES:
+                raise ConfluenceUnavailableError(
+                    f"{shown}: gave up after {empty_in_a_row} empty pages in a row ({same_in_a_row} times the "
+                    "same page); the listing was not taken as complete"
+                )
+            followed.add(nxt)
+            current = nxt
             data = self.get_json(nxt, absolute=True)
 
     # -- the calls of the sync ---------------------------------------------------------------------------

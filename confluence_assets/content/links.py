@@ -93,7 +93,8 @@ class LinkContext:
     # attachments, people, Jira -------------------------------------------------------------------------
 
     def attachment_url(self, filename: str, page_id: str | None = None) -> str:
-        return f"{self.base_url}/download/attachments/{page_id or self.page_id}/{quote(filename)}"
+        # One path segment whatever the name holds ("../../x", "a/b"): a link never leaves the page's files.
+        return f"{self.base_url}/download/attachments/{page_id or self.page_id}/{quote(filename, safe='')}"
 
     def profile_url(self, kind: str, ident: str) -> str | None:
         if kind == "account-id":

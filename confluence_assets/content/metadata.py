@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from .blocks import outline
 from .links import LinkContext, space_key_from
@@ -73,6 +74,17 @@ def _person(user: Any, ctx: LinkContext) -> dict[str, Any] | None:
     return {"account_id": account_id, "display_name": name, "email": user.get("email") or None, "profile_url": profile}
 
 
+def _download_url(download: object, title: str, ctx: LinkContext) -> str:
+    """The server's download link, unless it has none or its path climbs out of the page's files (an
+    attachment name like '../../etc/passwd' left unencoded): then one built with the name encoded."""
+    if not isinstance(download, str) or not download:
+        return ctx.attachment_url(title)
+    path = unquote(download.split("?", 1)[0]).replace("\\", "/")
+    if ".." in path.split("/"):
+        return ctx.attachment_url(title)
+    return ctx.base_url + download if download.startswith("/") else download
+
+
 def _assets(page: Mapping[str, Any], refs: References, ctx: LinkContext) -> list[dict[str, Any]]:
     assets: list[dict[str, Any]] = []
     listed: set[str] = set()
@@ -86,9 +98,7 @@ def _assets(page: Mapping[str, Any], refs: References, ctx: LinkContext) -> list
                 "title": title,
                 "media_type": _get(att, "metadata", "mediaType") or _get(att, "extensions", "mediaType"),
                 "size": _get(att, "extensions", "fileSize"),
-                "download_url": (ctx.base_url + download)
-                if isinstance(download, str) and download.startswith("/")
-                else download or ctx.attachment_url(title),
+                "download_url": _download_url(download, title, ctx),
             }
         )
     for ref in refs.ordered(refs.attachments):  # used on the page but not in the expansion we got

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
+import psycopg
 
 from confluence_assets.confluence.cql import InvalidTimeZoneError
 from confluence_assets.confluence.errors import ConfluenceAuthError, ConfluenceConfigError, ConfluenceError
@@ -54,6 +55,16 @@ def clear_failures() -> Iterator[None]:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except (ConfluenceError, EmbeddingError) as exc:
         raise dg.Failure(description=str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise dg.Failure(
+            description=f"lost the database connection ({_first_line(exc)}); staged work is kept and the next "
+            "run continues from it"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _space(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -228,12 +239,14 @@ def page_reconciliation(
             "deleted": len(summary.deleted),
             "restored": len(summary.restored),
             "requeued": len(summary.requeued),
+            "vanished": len(summary.vanished),
             "chunks_removed": summary.chunks_removed,
             "api_calls": summary.api_calls,
             "duration_seconds": round(summary.duration_seconds, 2),
             "deleted_page_ids": dg.MetadataValue.json(summary.deleted[:200]),
             "requeued_page_ids": dg.MetadataValue.json(summary.requeued[:200]),
             "restored_page_ids": dg.MetadataValue.json(summary.restored[:200]),
+            "vanished_page_ids": dg.MetadataValue.json(summary.vanished[:200]),
         }
     )
 
@@ -253,7 +266,7 @@ def page_reconciliation(
 def page_metadata(context: dg.AssetExecutionContext, database: PostgresResource) -> dg.MaterializeResult:
     space_key, source_id = _space(context)
     started = time.monotonic()
-    with space_lock(database.url, source_id), database.connect() as conn:
+    with clear_failures(), space_lock(database.url, source_id), database.connect() as conn:
         base_url = _base_url(conn, source_id)
         summary = convert_staged(
             conn,
@@ -301,7 +314,7 @@ def page_chunks(
 ) -> dg.MaterializeResult:
     space_key, source_id = _space(context)
     started = time.monotonic()
-    with space_lock(database.url, source_id), database.connect() as conn:
+    with clear_failures(), space_lock(database.url, source_id), database.connect() as conn:
         summary = chunk_staged(
             conn,
             space_key,

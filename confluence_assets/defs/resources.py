@@ -15,6 +15,7 @@ from confluence_assets.confluence.cql import site_zone
 from confluence_assets.confluence.errors import ConfluenceConfigError
 from confluence_assets.db import migrations
 from confluence_assets.db.connection import connect, resolve_database
+from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MODEL
 from confluence_assets.sync.sources import DEFAULT_DELETION_STRATEGY
@@ -65,6 +66,10 @@ class ConfluenceResource(dg.ConfigurableResource):
         return timedelta(minutes=self.overlap_minutes)
 
 
+class DatabaseUnavailableError(RuntimeError):
+    """The application database cannot be reached or used; the message names what to check."""
+
+
 class PostgresResource(dg.ConfigurableResource):
     """The application database: DATABASE_URL, or the embedded PostgreSQL when unset. Pending migrations
     are applied before a step runs (a no-op when up to date)."""
@@ -73,8 +78,16 @@ class PostgresResource(dg.ConfigurableResource):
     _url: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._url = resolve_database(self.database_url).url
-        migrations.migrate(self._url)
+        url = resolve_database(self.database_url).url
+        try:
+            migrations.migrate(url)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatabaseUnavailableError(
+                f"cannot use the database {mask_url(url)}: {reason}: check DATABASE_URL (host, port, user, "
+                "password, database), or unset it to use the embedded server"
+            ) from None
+        self._url = url
 
     @property
     def url(self) -> str:

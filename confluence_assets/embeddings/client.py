@@ -129,6 +129,12 @@ class Embedder:
                     f"the embedding provider at {where} reports the quota is exhausted: {_message(exc)}"
                 ) from None
             raise EmbeddingError(f"still rate-limited by {where} after retries: {_message(exc)}") from None
+        except openai.NotFoundError as exc:
+            raise EmbeddingConfigError(
+                f"the embedding provider at {where} answered HTTP 404 ({_message(exc)}): check OPENAI_BASE_URL "
+                f"(OpenAI-compatible servers serve <base>/embeddings, the base usually ends in /v1) and "
+                f"EMBEDDING_MODEL ({self.model})"
+            ) from None
         except openai.APIStatusError as exc:
             raise EmbeddingError(
                 f"the embedding provider at {where} failed with HTTP {exc.status_code} after retries: {_message(exc)}"

@@ -136,11 +136,22 @@ class Stats:
         self._lock = threading.Lock()
         self.by_endpoint: Counter[str] = Counter()
         self.by_path: Counter[str] = Counter()
+        self.in_flight = 0  # requests being answered right now (faults' delays included)
+        self.max_in_flight = 0  # the most ever answered at once (reset() clears it)
 
     def record(self, endpoint: str, path: str) -> None:
         with self._lock:
             self.by_endpoint[endpoint] += 1
             self.by_path[endpoint.split(" ")[0] + " " + path] += 1
+
+    def begin(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def end(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def __getitem__(self, pattern: str) -> int:
         return self.count(pattern)
@@ -166,6 +177,7 @@ class Stats:
         with self._lock:
             self.by_endpoint.clear()
             self.by_path.clear()
+            self.max_in_flight = self.in_flight
 
 
 _FLAG_KEYS = {"reset", "empty_page"}

@@ -59,7 +59,12 @@ class Response:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            # Text that is not valid Unicode (lone surrogates, e.g. a page body with invalid UTF-8
+            # decoded with surrogateescape): sent as JSON \uXXXX escapes, as Java servers do.
+            data = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode()
         return cls(status, data, headers=headers or {})
 
 
@@ -118,7 +123,15 @@ class _Handler(BaseHTTPRequestHandler):
             response = app.fault_response(request, Decision(status=500))
         self._write(response)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's naming
+    def _serve_counted(self) -> None:
+        stats = self.server.owner.stats
+        stats.begin()
+        try:
+            self._serve()
+        finally:
+            stats.end()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve_counted  # noqa: N815 - http.server's naming
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)

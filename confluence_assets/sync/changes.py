@@ -20,7 +20,7 @@ import psycopg
 from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import sources
+from confluence_assets.sync import crashpoints, sources
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ def stage_changes(
         if rows:
             with conn.transaction():
                 upsert_staged_pages(conn, rows)
+            crashpoints.reached("stage_batch")
     if summary.newest_change is not None:
         sources.raise_pending_watermark(conn, source_id, summary.newest_change)
     return summary

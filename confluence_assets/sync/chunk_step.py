@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.client import join_url
 from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.sync import crashpoints
 
 BATCH = 50
 
@@ -109,5 +110,6 @@ def chunk_staged(
                 summary.pages += 1
                 summary.chunks += len(chunks)
                 summary.tokens += sum(c.token_count for c in chunks)
+        crashpoints.reached("chunk_batch")
         if progress:
             progress(summary.pages)

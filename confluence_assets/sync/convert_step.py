@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.sync import crashpoints
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def convert_staged(
                          attempts = attempts + 1, updated_at = now() WHERE source_id = %s AND page_id = %s""",
                     (f.error[:2000], source_id, f.page_id),
                 )
+        crashpoints.reached("convert_batch")
         summary.converted += len(done)
         summary.failed.extend(failed)
         if progress:

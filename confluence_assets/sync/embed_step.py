@@ -22,6 +22,7 @@ from psycopg import sql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import SUPPORTED_DIMENSIONS
+from confluence_assets.sync import crashpoints
 from confluence_assets.sync.convert_step import FailedPage
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def embed_and_swap(
     summary.embed_seconds = time.monotonic() - started
     _swap_ready_pages(conn, source_id, space_key, dims, summary, progress)
     summary.swap_seconds = time.monotonic() - started - summary.embed_seconds
+    crashpoints.reached("complete")
     return summary
 
 
@@ -136,6 +138,7 @@ def _embed_missing(
             )
             for index, reason in result.rejected.items():
                 _fail_pages_with_hash(cur, source_id, rows[index][0], f"embedding input rejected: {reason}", summary)
+        crashpoints.reached("embed_batch")
         summary.hashes_embedded += sum(v is not None for v in result.vectors)
         if progress:
             progress("embedded", summary.hashes_embedded)
@@ -201,6 +204,8 @@ def _swap_ready_pages(
             conn.execute(
                 "DELETE FROM confluence_sync_staged_pages WHERE source_id = %s AND page_id = %s", (source_id, page_id)
             )
+            crashpoints.reached("swap_inside")
+        crashpoints.reached("swap_done")
         summary.pages_swapped += 1
         summary.chunks_written += written
         summary.chunks_deleted += deleted

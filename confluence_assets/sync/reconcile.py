@@ -11,6 +11,8 @@ and nothing is deleted (an incomplete list must never look like deletions).
                                    like a missed change; its subtree's paths follow
 - listed, soft-deleted here     -> restored: fetched and staged ('restored'); chunks come back on the
                                    next sync run
+- listed, gone when fetched     -> recorded as vanished (trashed or restricted between the listing and
+                                   the fetch); the next reconciliation deletes it if it stays gone
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ReconcileSummary:
     deleted: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
     chunks_removed: int = 0
     api_calls: int = 0
     duration_seconds: float = 0.0
@@ -54,6 +57,7 @@ class ReconcileSummary:
             "deleted": len(self.deleted),
             "restored": len(self.restored),
             "requeued": len(self.requeued),
+            "vanished": len(self.vanished),
             "chunks_removed": self.chunks_removed,
             "api_calls": self.api_calls,
             "duration_seconds": round(self.duration_seconds, 2),
@@ -158,6 +162,10 @@ def reconcile_space(
     for kind, ids in (("restored", restored), ("requeued", missed)):
         staged = _stage_by_id(api, conn, source_id, ids, kind, run_id)
         getattr(summary, kind).extend(staged)
+        vanished = sorted(set(ids) - set(staged))
+        if vanished:
+            log.warning("%s: %d pages listed but gone when fetched: %s", space_key, len(vanished), vanished[:20])
+            summary.vanished.extend(vanished)
 
     summary.api_calls = api.stats.attempts - calls_before
     summary.duration_seconds = time.monotonic() - started
