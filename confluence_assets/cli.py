@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 
@@ -36,6 +37,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     for m in applied:
         print(f"applied {m.version}/{m.name} ({m.checksum})")
     print(f"database {target.masked} is up to date ({len(applied)} applied now)")
+    home = os.environ.get("DAGSTER_HOME")
+    if home and Path(home, "dagster.yaml").is_file():  # a deployment: create its pools before any run
+        from confluence_assets.defs.pools import prepare_pools_in
+
+        for pool, limit in prepare_pools_in(home).items():
+            print(f"Dagster pool {pool}: {limit} slots (DAGSTER_HOME={home})")
     return 0
 
 

@@ -159,7 +159,11 @@ def run(args: argparse.Namespace, out=print) -> int:
         )
         env = dict(os.environ)
         env["DAGSTER_HOME"] = str(prepare_dagster_home(home))
-        env[STORAGE_URL_ENV] = resolve_dagster_storage_url()
+        env[STORAGE_URL_ENV] = os.environ[STORAGE_URL_ENV] = resolve_dagster_storage_url()
+        from confluence_assets.defs.pools import prepare_pools_in  # dagster: imported only when needed
+
+        pools = prepare_pools_in(env["DAGSTER_HOME"])
+        out("Dagster pools " + ", ".join(f"{name} ({limit} slots)" for name, limit in pools.items()))
         if args.sandbox:
             sandbox = SandboxHandle(args)
             env.update(sandbox.environment())

@@ -37,13 +37,16 @@ def _site(spaces: int, pages: int, seed: int = 51) -> Site:
 
 @pytest.fixture
 def deployed_home(embedded_server, tmp_path, monkeypatch):
-    """A DAGSTER_HOME with the project's dagster.yaml (PostgreSQL storage, run queue, pools)."""
+    """A DAGSTER_HOME with the project's dagster.yaml (PostgreSQL storage, run queue, pools), its pools
+    created up front as `confluence-assets migrate` / `dev` do in a deployment."""
     from confluence_assets.db.connection import resolve_dagster_storage_url
+    from confluence_assets.defs.pools import prepare_pools_in
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL", resolve_dagster_storage_url())
+    assert prepare_pools_in(str(home)) == {"confluence_api": 2}
     return str(home)
 
 

@@ -6,6 +6,7 @@ Nothing flows between assets in memory: each step reads and writes the durable s
 """
 
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -343,17 +344,23 @@ CHECKS = {
 }
 
 
+def _partitioned_check_specs(asset: str, checks: dict[str, str]) -> list[dg.AssetCheckSpec]:
+    """One check per space partition, so the UI shows each space's results. Partitioned checks are a
+    Dagster preview feature; its warning would otherwise greet every process that loads the code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(name, asset=asset, description=d, partitions_def=confluence_spaces_partitions_def)
+            for name, d in checks.items()
+        ]
+
+
 @dg.asset(
     partitions_def=confluence_spaces_partitions_def,
     deps=[page_chunks],
     group_name=GROUP,
     kinds={"openai", "postgres"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            name, asset="chunk_embeddings", description=d, partitions_def=confluence_spaces_partitions_def
-        )
-        for name, d in CHECKS.items()
-    ],
+    check_specs=_partitioned_check_specs("chunk_embeddings", CHECKS),
     description=(
         "Embeds only chunks whose content hash has no embedding yet for the configured model and dimension, "
         "in batches, then swaps each page's chunks into archon_crawled_pages in one transaction. Only then "

@@ -1,4 +1,5 @@
-"""Jobs: discover spaces; sync one space partition; reconcile one space partition."""
+"""Jobs: discover spaces; sync one space partition; reconcile one space partition (partitioning comes from
+the selected assets)."""
 
 import dagster as dg
 
@@ -10,7 +11,6 @@ from confluence_assets.defs.assets import (
     page_metadata,
     page_reconciliation,
 )
-from confluence_assets.defs.partitions import confluence_spaces_partitions_def
 
 confluence_spaces_job = dg.define_asset_job(
     name="confluence_spaces_job",
@@ -21,14 +21,12 @@ confluence_spaces_job = dg.define_asset_job(
 confluence_sync_job = dg.define_asset_job(
     name="confluence_sync_job",
     selection=[changed_pages, page_metadata, page_chunks, chunk_embeddings],
-    partitions_def=confluence_spaces_partitions_def,
     description="Sync one space: changed pages -> metadata -> chunks -> embeddings (one run per space).",
 )
 
 confluence_reconciliation_job = dg.define_asset_job(
     name="confluence_reconciliation_job",
     selection=[page_reconciliation, page_metadata, page_chunks, chunk_embeddings],
-    partitions_def=confluence_spaces_partitions_def,
     description=(
         "Reconcile one space: soft-delete pages gone from Confluence, then bring in the changes CQL missed, "
         "moved and restored pages (one run per space)."
