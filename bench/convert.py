@@ -3,7 +3,7 @@
     .venv/bin/python bench/convert.py [--rounds N] [--max-mb 5]
 
 Prints pages/s and MB/s (storage XHTML bytes) for convert_page + chunk_markdown over
-../shared/confluence-samples on one core, the same for bare ``markdownify(xhtml)``, their ratio (target
+the ten packaged sample pages on one core, the same for bare ``markdownify(xhtml)``, their ratio (target
 >= 40%), then seconds and MB/s for synthetic pages of growing size (the samples' bodies concatenated) up
 to --max-mb: MB/s staying flat means time linear in size. Test data: querypie/querypie-docs, CC BY 4.0.
 """
@@ -21,8 +21,9 @@ from markdownify import markdownify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluence_assets.content import chunk_markdown, convert_page  # noqa: E402
+from confluence_assets.sandbox.samples import PACKAGED_SAMPLES_DIR  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "confluence-samples"
+SAMPLES = PACKAGED_SAMPLES_DIR
 BASE_URL = "https://querypie.atlassian.net/wiki"
 
 

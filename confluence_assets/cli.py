@@ -117,7 +117,7 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pages-per-space", type=int, default=200, help="pages per generated space (default 200)")
     parser.add_argument("--samples-space", default="QM", help="space key of the real sample pages (default QM)")
     parser.add_argument("--no-samples", action="store_true", help="do not load the real sample pages")
-    parser.add_argument("--samples-dir", default=None, help="sample pages (default: ../shared/confluence-samples)")
+    parser.add_argument("--samples-dir", default=None, help="sample pages (default: the packaged confluence_samples/)")
     parser.add_argument(
         "--timezone",
         default=env("SANDBOX_TIMEZONE", "Asia/Seoul"),

@@ -25,7 +25,6 @@ for _name in ("DATABASE_URL", "DAGSTER_DATABASE_URL", "CONFLUENCE_ASSETS_SQL_DIR
     os.environ.pop(_name, None)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = REPO_ROOT.parent / "shared" / "confluence-samples"
 TEMPLATE_DB = "ca_template_migrated"
 
 
@@ -98,3 +97,12 @@ def migrated_db_url(server_url, _migrated_template) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield _create_database(server_url, name, template=_migrated_template)
     _drop_database(server_url, name)
+
+
+@pytest.fixture
+def instance():
+    """An in-memory Dagster instance (tests that need sensors or run storage use instance_for_test)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance

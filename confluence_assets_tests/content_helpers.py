@@ -1,6 +1,6 @@
 """Helpers shared by the content tests: sample pages and an independent reading of fenced blocks.
 
-Test data: ../shared/confluence-samples, ten real pages from querypie.atlassian.net (space QM),
+Test data: confluence_assets/sandbox/confluence_samples, ten real pages from querypie.atlassian.net (space QM),
 github.com/querypie/querypie-docs, CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "confluence-samples"
+from confluence_assets.sandbox.samples import PACKAGED_SAMPLES_DIR
+
+SAMPLES_DIR = PACKAGED_SAMPLES_DIR
 BASE_URL = "https://querypie.atlassian.net/wiki"
-SAMPLE_IDS = (
-    sorted(p.name for p in SAMPLES_DIR.iterdir() if (p / "page.xhtml").is_file()) if SAMPLES_DIR.is_dir() else []
-)
+SAMPLE_IDS = sorted(p.name for p in SAMPLES_DIR.iterdir() if (p / "page.xhtml").is_file())
+assert len(SAMPLE_IDS) == 10, f"the ten sample pages are missing from {SAMPLES_DIR}"
 
 _FENCE = re.compile(r"^([ \t>]*)(`{3,}|~{3,})(.*)$")
 

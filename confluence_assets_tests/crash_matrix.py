@@ -22,7 +22,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -30,9 +29,9 @@ from psycopg import sql
 from confluence_assets.db.urls import with_database
 from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 from confluence_assets.sync.crashpoints import ENV as CRASH_ENV
+from confluence_assets_tests.pipeline_support import SITE_NOW
 from confluence_assets_tests.reliability_support import InvariantReader, compare_databases
 
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 WORKER_TIMEOUT = 900
 
 

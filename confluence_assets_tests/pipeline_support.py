@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -21,10 +22,36 @@ from confluence_assets.defs.resources import (
     PostgresResource,
     SpaceSelectionResource,
 )
-from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site
+from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
 SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
 SITE_ZONE = "Asia/Seoul"
+SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)  # the sandbox clock of every generated test site
+SEARCH = "GET /wiki/rest/api/content/search"  # the CQL listing endpoint, as fault rules name it
+
+
+def generated_site(seed: int, *, spaces: int = 1, pages: int = 20, empty_pages: int = 0) -> Site:
+    """A sandbox site in Seoul time with a generated corpus (no large pages), its clock at SITE_NOW."""
+    site = Site(timezone=SITE_ZONE)
+    site.clock.set(SITE_NOW)
+    generate_corpus(site, seed=seed, spaces=spaces, pages_per_space=pages, large_pages=0, empty_pages=empty_pages)
+    return site
+
+
+def only_space(site: Site) -> str:
+    return next(iter(site.spaces))
+
+
+def step_failure_message(result: dg.ExecuteInJobResult) -> str:
+    """What the UI shows for the failed step: the Failure's description, else the innermost error."""
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    data = failure.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error.cause is not None:  # Dagster wraps an unexpected exception: show what it wraps
+        error = error.cause
+    return error.message.strip()
 
 
 @dataclass

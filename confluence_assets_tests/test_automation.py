@@ -18,25 +18,22 @@ from confluence_assets.defs.automation import (
 )
 from confluence_assets.sandbox import Site, generate_corpus
 from confluence_assets_tests.pipeline_support import (
+    SEARCH,
+    SITE_NOW,
     assert_matches_site,
     asset_metadata,
     db_state,
     discover_spaces,
+    generated_site,
     resources_for,
     sandbox_servers,
     sync_space,
 )
 
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
-SEARCH = "GET /wiki/rest/api/content/search"
-
 
 @pytest.fixture
 def site() -> Site:
-    site = Site(timezone="Asia/Seoul")
-    site.clock.set(SITE_NOW)
-    generate_corpus(site, seed=21, spaces=3, pages_per_space=12, large_pages=0, empty_pages=0)
-    return site
+    return generated_site(21, spaces=3, pages=12)
 
 
 @pytest.fixture

@@ -24,8 +24,6 @@ from confluence_assets_tests.content_helpers import (
     table_rows,
 )
 
-pytestmark = pytest.mark.skipif(not SAMPLE_IDS, reason="../shared/confluence-samples not present")
-
 _CODE_MACRO = re.compile(
     r'<ac:structured-macro ac:name="code".*?<ac:plain-text-body><!\[CDATA\[(.*?)\]\]></ac:plain-text-body>', re.S
 )

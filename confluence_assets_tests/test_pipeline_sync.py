@@ -11,30 +11,21 @@ import pytest
 
 from confluence_assets.sandbox import Site, generate_corpus, load_samples
 from confluence_assets_tests.pipeline_support import (
+    SITE_NOW,
     assert_matches_site,
     asset_metadata,
     db_state,
     discover_spaces,
+    generated_site,
     resources_for,
     sandbox_servers,
     sync_space,
 )
 
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
-
 
 @pytest.fixture
 def site() -> Site:
-    site = Site(timezone="Asia/Seoul")
-    site.clock.set(SITE_NOW)
-    generate_corpus(site, seed=11, spaces=1, pages_per_space=40, large_pages=0, empty_pages=1)
-    return site
-
-
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
+    return generated_site(11, pages=40, empty_pages=1)
 
 
 def _space(site: Site) -> str:

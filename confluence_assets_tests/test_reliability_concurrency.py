@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,22 +17,18 @@ import pytest
 import yaml
 
 from confluence_assets.confluence.client import ConfluenceAPI
-from confluence_assets.sandbox import Site, generate_corpus
 from confluence_assets.sync.probe import probe_spaces
 from confluence_assets_tests.crash_matrix import start_worker
-from confluence_assets_tests.pipeline_support import assert_matches_site, sandbox_servers
+from confluence_assets_tests.pipeline_support import (
+    SEARCH,
+    SITE_NOW,
+    assert_matches_site,
+    generated_site,
+    sandbox_servers,
+)
 from confluence_assets_tests.reliability_support import InvariantReader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
-SEARCH = "GET /wiki/rest/api/content/search"
-
-
-def _site(spaces: int, pages: int, seed: int = 51) -> Site:
-    site = Site(timezone="Asia/Seoul")
-    site.clock.set(SITE_NOW)
-    generate_corpus(site, seed=seed, spaces=spaces, pages_per_space=pages, large_pages=0, empty_pages=0)
-    return site
 
 
 @pytest.fixture
@@ -74,7 +70,7 @@ def test_the_run_queue_allows_one_run_per_space_and_pools_confluence_steps():
 
 
 def test_a_429_storm_over_four_spaces_syncing_at_once_stays_within_the_pool(migrated_db_url, deployed_home):
-    site = _site(spaces=4, pages=60)
+    site = generated_site(51, spaces=4, pages=60)
     keys = sorted(site.spaces)
     with dg.DagsterInstance.from_config(deployed_home) as instance:  # four run workers, one instance
         instance.add_dynamic_partitions("confluence_spaces", keys)
@@ -99,7 +95,7 @@ def test_a_429_storm_over_four_spaces_syncing_at_once_stays_within_the_pool(migr
 
 
 def test_the_change_sensor_probes_with_at_most_its_eight_threads(migrated_db_url):
-    site = _site(spaces=12, pages=3)
+    site = generated_site(51, spaces=12, pages=3)
     keys = sorted(site.spaces)
     with sandbox_servers(site) as sb, psycopg.connect(migrated_db_url, autocommit=True) as conn:
         for key in keys:
@@ -123,7 +119,7 @@ def test_the_change_sensor_probes_with_at_most_its_eight_threads(migrated_db_url
 
 
 def test_two_runs_of_the_same_space_are_serialised_by_the_space_lock(migrated_db_url, server_url):
-    site = _site(spaces=1, pages=40)
+    site = generated_site(51, spaces=1, pages=40)
     key = next(iter(site.spaces))
     waited: list[int] = []
     granted_max = [0]

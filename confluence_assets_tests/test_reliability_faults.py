@@ -7,20 +7,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
 
 from confluence_assets.defs.assets import page_reconciliation
 from confluence_assets.embeddings import Embedder
-from confluence_assets.sandbox import Site, generate_corpus
+from confluence_assets.sandbox import Site
 from confluence_assets_tests.pipeline_support import (
+    SEARCH,
     assert_matches_site,
     asset_metadata,
     db_state,
+    generated_site,
+    only_space,
     resources_for,
     sandbox_servers,
+    step_failure_message,
     sync_space,
 )
 from confluence_assets_tests.reliability_support import (
@@ -30,37 +33,17 @@ from confluence_assets_tests.reliability_support import (
     wait_until,
 )
 
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
-SEARCH = "GET /wiki/rest/api/content/search"
 EMBED = "POST /v1/embeddings"
 PAGE_SIZE = 10  # small pages so that every fault lands mid-pagination
 
 
 @pytest.fixture
 def site() -> Site:
-    site = Site(timezone="Asia/Seoul")
-    site.clock.set(SITE_NOW)
-    generate_corpus(site, seed=31, spaces=1, pages_per_space=45, large_pages=0, empty_pages=1)
-    return site
-
-
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
-
-
-def _key(site: Site) -> str:
-    return next(iter(site.spaces))
+    return generated_site(31, pages=45, empty_pages=1)
 
 
 def _resources(sb, db_url: str, **confluence):
     return resources_for(sb, db_url, confluence={"page_size": PAGE_SIZE, **confluence})
-
-
-def _failure_message(result: dg.ExecuteInJobResult) -> str:
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    return failure.step_failure_data.user_failure_data.description or failure.step_failure_data.error.message
 
 
 def _listing_requests(site: Site, key: str) -> int:
@@ -72,7 +55,7 @@ def _listing_requests(site: Site, key: str) -> int:
 
 @pytest.mark.parametrize("retry_after", [None, 1], ids=["no-retry-after", "retry-after-1s"])
 def test_a_429_storm_slows_the_sync_down_and_it_completes(migrated_db_url, instance, site, retry_after):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         # Every other request is refused, for the whole run.
         storm = sb.conf.faults.add(SEARCH, status=429, retry_after=retry_after, every=2, times=None)
@@ -88,7 +71,7 @@ def test_a_429_storm_slows_the_sync_down_and_it_completes(migrated_db_url, insta
 
 
 def test_5xx_bursts_are_retried_and_nothing_is_lost(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         rules = [
             # Requests 2-3, 6-8 and 10-11 fail; each burst is shorter than the retries of one request.
@@ -104,7 +87,7 @@ def test_5xx_bursts_are_retried_and_nothing_is_lost(migrated_db_url, instance, s
 
 
 def test_timeouts_and_connection_resets_mid_pagination_skip_and_duplicate_nothing(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         slow = sb.conf.faults.add(SEARCH, delay=1.6, skip=2, times=2)  # read timeouts (0.5 s: rounded up to 1 s)
         resets = sb.conf.faults.add(SEARCH, reset=True, skip=3, times=3)
@@ -119,7 +102,7 @@ def test_timeouts_and_connection_resets_mid_pagination_skip_and_duplicate_nothin
 
 @pytest.mark.parametrize("times", [1, 3, 5], ids=["once", "three-times", "five-times"])
 def test_empty_pages_with_a_next_link_do_not_end_the_listing(migrated_db_url, instance, site, times):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         empty = sb.conf.faults.add(SEARCH, empty_page=True, skip=2, times=times)
         result = sync_space(instance, _resources(sb, migrated_db_url), key)
@@ -129,7 +112,7 @@ def test_empty_pages_with_a_next_link_do_not_end_the_listing(migrated_db_url, in
 
 
 def test_many_empty_pages_in_a_row_from_restricted_content_do_not_end_the_listing(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     other = site.add_user("Restricted Reader", email="reader@example.com", api_token="other-token")
     ordered = sorted(site.live_pages(key), key=lambda p: (p.last_modified, int(p.id)))
     for page in ordered[5:40]:  # restrictions are applied after the window is cut
@@ -145,19 +128,19 @@ def test_many_empty_pages_in_a_row_from_restricted_content_do_not_end_the_listin
 
 
 def test_a_listing_that_never_finishes_fails_the_run_instead_of_ending_early(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         endless = sb.conf.faults.add(SEARCH, empty_page=True, skip=1, times=None)
         result = sync_space(instance, _resources(sb, migrated_db_url), key, raise_on_error=False)
     assert not result.success and endless.applied == 7  # the same page again, retried 5 times after the first
-    message = _failure_message(result)
+    message = step_failure_message(result)
     assert "the listing was not taken as complete" in message and message.count("\n") == 0
     state = db_state(migrated_db_url, key)
     assert not state["chunks"] and state["source"].get("last_sync_timestamp") is None
 
 
 def test_empty_pages_during_reconciliation_delete_nothing(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         resources = _resources(sb, migrated_db_url)
         sync_space(instance, resources, key)
@@ -174,7 +157,7 @@ def test_empty_pages_during_reconciliation_delete_nothing(migrated_db_url, insta
 
 
 def test_a_page_trashed_between_the_listing_and_its_fetch_is_recorded_not_fatal(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         resources = _resources(sb, migrated_db_url)
         sync_space(instance, resources, key)
@@ -206,7 +189,7 @@ def test_a_page_trashed_between_the_listing_and_its_fetch_is_recorded_not_fatal(
 
 
 def test_a_401_mid_run_fails_clearly_and_keeps_the_watermark(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         resources = _resources(sb, migrated_db_url)
         sync_space(instance, resources, key)
@@ -217,7 +200,7 @@ def test_a_401_mid_run_fails_clearly_and_keeps_the_watermark(migrated_db_url, in
         sb.conf.faults.add(SEARCH, status=401, skip=1, times=1)  # the token is revoked after one page
         result = sync_space(instance, resources, key, raise_on_error=False)
         assert not result.success
-        message = _failure_message(result)
+        message = step_failure_message(result)
         assert message.count("\n") == 0 and "rejected the credentials (HTTP 401)" in message
         assert "CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN" in message
         mid = db_state(migrated_db_url, key)
@@ -231,7 +214,7 @@ def test_a_401_mid_run_fails_clearly_and_keeps_the_watermark(migrated_db_url, in
 
 
 def test_embedding_429s_with_retry_after_and_500s_are_survived(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         limited = sb.emb.faults.add(EMBED, status=429, retry_after=0.2, times=2)
         failing = sb.emb.faults.add(EMBED, status=500, skip=3, times=2)
@@ -257,7 +240,7 @@ def test_one_over_long_input_is_reported_alone_and_the_rest_of_its_batch_lands(e
 
 
 def test_exhausted_embedding_quota_fails_clearly_and_writes_nothing_half(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     quota = json.dumps(
         {
             "error": {
@@ -273,7 +256,7 @@ def test_exhausted_embedding_quota_fails_clearly_and_writes_nothing_half(migrate
         sb.emb.faults.add(EMBED, status=429, body=quota, skip=2, times=None)
         result = sync_space(instance, resources, key, raise_on_error=False)
         assert not result.success
-        message = _failure_message(result)
+        message = step_failure_message(result)
         assert "quota is exhausted" in message and message.count("\n") == 0
         mid = db_state(migrated_db_url, key)
         assert not mid["chunks"] and mid["source"].get("last_sync_timestamp") is None  # no page half-swapped
@@ -290,7 +273,7 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
     from confluence_assets.db.urls import database_name
     from confluence_assets_tests.conftest import _create_database, _drop_database
 
-    key = _key(site)
+    key = only_space(site)
     reference_url = _create_database(server_url, "t_reference_dbdrop", template="ca_template_migrated")
     try:
         with sandbox_servers(site) as sb:
@@ -311,7 +294,7 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
                 killer.join(10)
                 assert killed and killed[0] >= 2  # the step's connection and the space lock's
                 assert not result.success
-                assert "lost the database connection" in _failure_message(result)
+                assert "lost the database connection" in step_failure_message(result)
                 assert db_state(migrated_db_url, key)["source"].get("last_sync_timestamp") is None
                 sync_space(instance, resources, key)
             sync_space(instance, resources_for(sb, reference_url), key)
@@ -326,7 +309,7 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
 def test_the_embedded_server_restarted_between_runs(migrated_db_url, embedded_server, instance, site):
     from confluence_assets.db import embedded
 
-    key = _key(site)
+    key = only_space(site)
     with sandbox_servers(site) as sb:
         resources = resources_for(sb, migrated_db_url)
         sync_space(instance, resources, key)

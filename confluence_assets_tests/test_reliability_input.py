@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import resource
 import time
-from datetime import UTC, datetime
 
 import dagster as dg
 import psycopg
@@ -18,46 +17,24 @@ from confluence_assets.confluence.cql import quote, space_pages_cql
 from confluence_assets.confluence.keys import InvalidSpaceKeyError
 from confluence_assets.defs.assets import confluence_spaces
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
-from confluence_assets.sandbox import Site, generate_corpus
+from confluence_assets.sandbox import Site
 from confluence_assets_tests.pipeline_support import (
+    SEARCH,
     db_state,
+    generated_site,
+    only_space,
     resources_for,
     sandbox_servers,
+    step_failure_message,
     sync_space,
 )
 
-SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
-SEARCH = "GET /wiki/rest/api/content/search"
 CQL_INJECTION = 'KEY" OR space != "X'
 
 
 @pytest.fixture
 def site() -> Site:
-    site = Site(timezone="Asia/Seoul")
-    site.clock.set(SITE_NOW)
-    generate_corpus(site, seed=17, spaces=1, pages_per_space=20, large_pages=0, empty_pages=0)
-    return site
-
-
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
-
-
-def _key(site: Site) -> str:
-    return next(iter(site.spaces))
-
-
-def _failure(result: dg.ExecuteInJobResult) -> str:
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    data = failure.step_failure_data
-    if data.user_failure_data and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    while error.cause is not None:  # Dagster wraps an unexpected exception: show what it wraps
-        error = error.cause
-    return error.message.strip()
+    return generated_site(17, pages=20)
 
 
 def _outcomes(db_url: str, space_key: str, page_ids: list[str]) -> dict[str, str]:
@@ -95,9 +72,9 @@ def test_cql_injection_in_a_space_key_is_rejected_before_any_request(migrated_db
         resources = resources_for(sb, migrated_db_url)
         # As a partition key (a hand-added partition, a crafted run request) ...
         result = sync_space(instance, resources, CQL_INJECTION, raise_on_error=False)
-        assert not result.success and "invalid Confluence space key" in _failure(result)
+        assert not result.success and "invalid Confluence space key" in step_failure_message(result)
         # ... and in the space selection.
-        selection = {"include_keys": [CQL_INJECTION, _key(site)], "exclude_keys": [CQL_INJECTION]}
+        selection = {"include_keys": [CQL_INJECTION, only_space(site)], "exclude_keys": [CQL_INJECTION]}
         spaces = dg.materialize(
             [confluence_spaces],
             instance=instance,
@@ -109,15 +86,15 @@ def test_cql_injection_in_a_space_key_is_rejected_before_any_request(migrated_db
     if spaces.success:
         assert CQL_INJECTION not in instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME)
     else:
-        assert "space key" in _failure(spaces)
+        assert "space key" in step_failure_message(spaces)
 
 
 def test_a_site_time_zone_with_cql_in_it_is_rejected(migrated_db_url, instance, site):
     with sandbox_servers(site) as sb:
         resources = resources_for(sb, migrated_db_url, confluence={"site_timezone": 'Asia/Seoul" OR space != "X'})
-        result = sync_space(instance, resources, _key(site), raise_on_error=False)
+        result = sync_space(instance, resources, only_space(site), raise_on_error=False)
         assert sb.conf.stats[SEARCH] == 0
-    assert not result.success and "unknown time zone" in _failure(result)
+    assert not result.success and "unknown time zone" in step_failure_message(result)
 
 
 SQL_TEXTS = [
@@ -129,7 +106,7 @@ SQL_TEXTS = [
 
 
 def test_sql_injection_in_titles_labels_and_bodies_is_stored_as_inert_text(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     home = site.live_pages(key)[0].id
     created = []
     for i, text in enumerate(SQL_TEXTS):
@@ -153,7 +130,7 @@ def test_sql_injection_in_titles_labels_and_bodies_is_stored_as_inert_text(migra
 
 
 def test_path_traversal_in_attachment_names_is_inert_text(migrated_db_url, instance, site):
-    key = _key(site)
+    key = only_space(site)
     page = site.live_pages(key)[2]
     names = ["../../../../etc/passwd", "..\\..\\windows\\system32\\config", "%2e%2e%2fsecret.txt"]
     for name in names:
@@ -208,13 +185,13 @@ def _hostile_pages(site: Site, key: str, *, big: bool) -> dict[str, str]:
 
 
 def _sync_hostile(migrated_db_url, instance, site, *, big: bool, time_limit: float):
-    key = _key(site)
+    key = only_space(site)
     hostile = _hostile_pages(site, key, big=big)
     with sandbox_servers(site) as sb:
         started = time.monotonic()
         result = sync_space(instance, resources_for(sb, migrated_db_url), key, raise_on_error=False)
         elapsed = time.monotonic() - started
-    assert result.success, _failure(result)
+    assert result.success, step_failure_message(result)
     assert elapsed < time_limit
     outcomes = _outcomes(migrated_db_url, key, list(hostile.values()))
     report = {name: outcomes[pid] for name, pid in hostile.items()}
@@ -282,9 +259,9 @@ def test_wrong_confluence_settings_fail_with_one_line_naming_the_fix(
         if override == "missing /wiki":
             override = {"url": sb.conf.url.removesuffix("/wiki")}
         resources = resources_for(sb, migrated_db_url, confluence={**override, "max_retries": 1})
-        result = sync_space(instance, resources, _key(site), raise_on_error=False)
+        result = sync_space(instance, resources, only_space(site), raise_on_error=False)
     assert not result.success
-    _one_clear_line(_failure(result), *needles)
+    _one_clear_line(step_failure_message(result), *needles)
 
 
 @pytest.mark.parametrize(
@@ -302,16 +279,16 @@ def test_wrong_embedding_settings_fail_with_one_line_naming_the_fix(migrated_db_
         if override == "missing /v1":
             override = {"base_url": sb.emb.url.removesuffix("/v1")}
         resources = resources_for(sb, migrated_db_url, embeddings={**override, "max_retries": 0})
-        result = sync_space(instance, resources, _key(site), raise_on_error=False)
+        result = sync_space(instance, resources, only_space(site), raise_on_error=False)
     assert not result.success
-    _one_clear_line(_failure(result), *needles)
-    assert db_state(migrated_db_url, _key(site))["source"].get("last_sync_timestamp") is None
+    _one_clear_line(step_failure_message(result), *needles)
+    assert db_state(migrated_db_url, only_space(site))["source"].get("last_sync_timestamp") is None
 
 
 def test_an_unreachable_database_fails_with_one_line(instance, site, tmp_path):
     with sandbox_servers(site) as sb:
         url = f"postgresql://nobody:Pa55-not-shown@/confluence?host={tmp_path}&connect_timeout=2"
-        result = sync_space(instance, resources_for(sb, url), _key(site), raise_on_error=False)
+        result = sync_space(instance, resources_for(sb, url), only_space(site), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
     error = failure.event_specific_data.error

@@ -227,6 +227,24 @@ def _hard_split(text: str, limit: int) -> list[str]:
     return pieces
 
 
+def _pack_lines(lines: list[str], room: int) -> list[list[str]]:
+    """Consecutive lines grouped so that each group costs at most ``room`` tokens (a newline each); a line
+    longer than ``room`` is cut first. Always at least one (possibly empty) group."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    cost = 0
+    for line in lines:
+        for part in _hard_split(line, room - 1) if estimate_tokens(line) + 1 > room else [line]:
+            part_cost = estimate_tokens(part) + 1
+            if current and cost + part_cost > room:
+                groups.append(current)
+                current, cost = [], 0
+            current.append(part)
+            cost += part_cost
+    groups.append(current)
+    return groups
+
+
 def _split_code(markdown: str, block: Block, budget: int) -> list[_Unit]:
     """Pieces of one oversized fenced block, each a valid fenced block with the language repeated."""
     lines = markdown[block.start : block.end].split("\n")
@@ -235,23 +253,7 @@ def _split_code(markdown: str, block: Block, budget: int) -> list[_Unit]:
     close_line = lines[-1] if block.closed else block.line_prefix + block.fence[0] * len(block.fence)
     fence_cost = estimate_tokens(open_line) + estimate_tokens(close_line) + 2
     room = max(4, budget - _JOIN_TOKENS - fence_cost)
-    groups: list[list[str]] = []
-    current: list[str] = []
-    cost = 0
-    for line in body:
-        line_cost = estimate_tokens(line) + 1
-        if line_cost > room:  # one line longer than a chunk: cut it
-            parts = _hard_split(line, room - 1)
-        else:
-            parts = [line]
-        for part in parts:
-            part_cost = estimate_tokens(part) + 1
-            if current and cost + part_cost > room:
-                groups.append(current)
-                current, cost = [], 0
-            current.append(part)
-            cost += part_cost
-    groups.append(current)
+    groups = _pack_lines(body, room)
     units: list[_Unit] = []
     for n, group in enumerate(groups):
         first, last = n == 0, n == len(groups) - 1
@@ -272,19 +274,7 @@ def _split_table(markdown: str, block: Block, budget: int) -> list[_Unit]:
         header, header_cost = "", 0
     rows_text = markdown[block.header_end + 1 if header else block.start : block.end]
     room = max(4, budget - _JOIN_TOKENS - header_cost)
-    groups: list[list[str]] = []
-    current: list[str] = []
-    cost = 0
-    for row in rows_text.split("\n"):
-        row_cost = estimate_tokens(row) + 1
-        for part in _hard_split(row, room - 1) if row_cost > room else [row]:
-            part_cost = estimate_tokens(part) + 1
-            if current and cost + part_cost > room:
-                groups.append(current)
-                current, cost = [], 0
-            current.append(part)
-            cost += part_cost
-    groups.append(current)
+    groups = _pack_lines(rows_text.split("\n"), room)
     units: list[_Unit] = []
     for n, group in enumerate(groups):
         rows = "\n".join(group)

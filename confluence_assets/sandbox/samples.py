@@ -1,4 +1,4 @@
-"""Load the ten real Confluence Cloud pages of ../shared/confluence-samples as a space of the site.
+"""Load the ten real Confluence Cloud pages (confluence_samples/, CC BY 4.0) as a space of the site.
 
 The pages keep their real ids, titles, bodies, versions, timestamps, authors, positions and attachments.
 Their ancestors and the children listed in ``children.v2.json`` are not among the samples; they are
@@ -18,10 +18,13 @@ from confluence_assets.sandbox.site import Site
 STUB_CREATED = "2024-07-14T05:00:00.000Z"
 
 
+PACKAGED_SAMPLES_DIR = Path(__file__).resolve().parent / "confluence_samples"  # CC BY 4.0, see its README
+
+
 def default_samples_dir() -> Path:
-    """``$CONFLUENCE_ASSETS_SAMPLES_DIR``, else ``<repo>/../shared/confluence-samples``."""
+    """``$CONFLUENCE_ASSETS_SAMPLES_DIR``, else the copy shipped with this package."""
     env = os.environ.get("CONFLUENCE_ASSETS_SAMPLES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "confluence-samples"
+    return Path(env) if env else PACKAGED_SAMPLES_DIR
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """JSON shapes of Confluence REST responses, copied key for key from real Cloud responses
-(../shared/confluence-samples): content, spaces, users, versions, history, labels, attachments, in the v1
+(confluence_samples/): content, spaces, users, versions, history, labels, attachments, in the v1
 and v2 flavours. Every function builds a fresh dict; callers hold the site lock while rendering.
 
 ``expand`` arguments are trees parsed from Confluence's ``expand=a.b,c`` parameter: an expansion present
