@@ -149,6 +149,37 @@ def test_rename_updates_title_and_descendant_breadcrumb_paths(migrated_db_url, i
     assert state["pages"][parent.id]["title"] == "Renamed Runbook Index"
 
 
+def test_a_link_by_title_resolves_to_the_page_that_has_the_title_now(migrated_db_url, instance, site):
+    """Found by the crash matrix: the stored (old) title of a page renamed in the same sync used to resolve,
+    so the outcome depended on how much of an interrupted run had been converted."""
+    key = _space(site)
+    target, linker, newcomer = site.live_pages(key)[1:4]
+    old_title = target.title
+
+    def links_to(title: str) -> str:
+        return f'<p>see <ac:link><ri:page ri:content-title="{title}"/></ac:link></p>'
+
+    def resolved(page_id: str) -> dict[str, str | None]:
+        with psycopg.connect(migrated_db_url) as conn:
+            (links,) = conn.execute(
+                "SELECT metadata->'internal_links' FROM confluence_pages WHERE page_id = %s", (page_id,)
+            ).fetchone()
+        return {link["page_title"]: link["page_id"] for link in links}
+
+    site.edit_page(linker.id, body=links_to(old_title))
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        assert resolved(linker.id) == {old_title: target.id}
+        site.clock.advance(minutes=3)
+        site.rename_page(target.id, "Renamed Target")
+        site.edit_page(linker.id, body=links_to(old_title) + "<p>edited</p>")  # the link itself is now stale
+        site.edit_page(newcomer.id, body=links_to("Renamed Target"))
+        sync_space(instance, resources, key)
+    assert resolved(linker.id) == {old_title: None}  # no page has that title any more
+    assert resolved(newcomer.id) == {"Renamed Target": target.id}
+
+
 def test_a_moved_page_brings_its_subtree_paths_along(migrated_db_url, instance, site):
     key = _space(site)
     with sandbox_servers(site) as sb:

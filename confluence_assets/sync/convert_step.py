@@ -41,11 +41,17 @@ class ConvertSummary:
 
 
 def _title_index(conn: psycopg.Connection, source_id: str, space_key: str) -> dict[tuple[str, str], str]:
-    """(space_key, title) -> page_id for internal links that name a title, from stored and staged pages."""
+    """(space_key, title) -> page_id for internal links that name a title: each page under its current
+    title, the staged one if the page is staged. A renamed page's old stored title must not resolve, or
+    the result would depend on how much of an interrupted run was already converted."""
     index = {
         (sk, title): pid
         for pid, sk, title in conn.execute(
-            "SELECT page_id, space_key, title FROM confluence_pages WHERE is_deleted = FALSE"
+            """SELECT p.page_id, p.space_key, p.title FROM confluence_pages p
+               WHERE p.is_deleted = FALSE AND NOT EXISTS (
+                 SELECT 1 FROM confluence_sync_staged_pages s
+                 WHERE s.source_id = %s AND s.page_id = p.page_id)""",
+            (source_id,),
         )
     }
     for pid, title in conn.execute(
