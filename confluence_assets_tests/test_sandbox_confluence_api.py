@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from atlassian import Confluence
@@ -13,8 +12,10 @@ from atlassian.errors import ApiError, ApiValueError
 from requests import HTTPError
 
 from confluence_assets.sandbox import ConfluenceServer, Site, generate_corpus, load_samples
+from confluence_assets.sandbox.samples import PACKAGED_SAMPLES_DIR
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "confluence-samples"
+# The copy shipped with the package (a fresh clone has it); test_sandbox_corpus checks it is the team's copy.
+SAMPLES = PACKAGED_SAMPLES_DIR
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FULL_EXPAND = "body.storage,version,ancestors,history,space,metadata.labels,children.page,children.attachment"
 

@@ -8,9 +8,13 @@ import re
 import time
 from pathlib import Path
 
-from confluence_assets.sandbox import Site, generate_corpus, load_samples
+import pytest
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "confluence-samples"
+from confluence_assets.sandbox import Site, generate_corpus, load_samples
+from confluence_assets.sandbox.samples import PACKAGED_SAMPLES_DIR
+
+# The copy shipped with the package (a fresh clone has it); test_sandbox_corpus checks it is the team's copy.
+SAMPLES = PACKAGED_SAMPLES_DIR
 
 
 def fingerprint(site: Site) -> list[tuple]:
@@ -99,3 +103,15 @@ def test_samples_load_as_a_space_with_the_real_tree():
         assert snap.version == real_v2["version"]["number"] and snap.title == real["title"]
     assert site.child_ids("1454342158") == ["1495433217"]
     assert all(site.pages[s].body == "" for s in info.stub_ids)
+
+
+TEAM_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "confluence-samples"
+
+
+@pytest.mark.skipif(not TEAM_SAMPLES.is_dir(), reason="the team's ../shared/confluence-samples is not on this machine")
+def test_packaged_samples_are_the_teams_samples_unmodified():
+    ours = {p.relative_to(SAMPLES) for p in SAMPLES.rglob("*") if p.is_file() and p.name != "README.md"}
+    theirs = {p.relative_to(TEAM_SAMPLES) for p in TEAM_SAMPLES.rglob("*") if p.is_file() and p.name != "README.md"}
+    assert ours == theirs and len(ours) == 60
+    for rel in sorted(ours):
+        assert (SAMPLES / rel).read_bytes() == (TEAM_SAMPLES / rel).read_bytes(), rel
