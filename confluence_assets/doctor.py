@@ -11,6 +11,8 @@ from confluence_assets.db import migrations
 from confluence_assets.db.connection import resolve_database
 from confluence_assets.settings import env
 
+MIN_SERVER_VERSION_NUM = 140000  # PostgreSQL 14: the oldest the schema and search SQL are written for
+
 
 @dataclass(frozen=True)
 class Check:
@@ -49,6 +51,16 @@ def _database_checks(database_url: str | None) -> list[Check]:
     try:
         with psycopg.connect(target.url, autocommit=True, connect_timeout=10) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
+            number = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            if number < MIN_SERVER_VERSION_NUM:
+                return [
+                    Check(
+                        "database",
+                        False,
+                        f"{where} {target.masked} is PostgreSQL {version}; 14 or newer is required",
+                        "upgrade that server, or unset DATABASE_URL to use the embedded PostgreSQL",
+                    )
+                ]
             checks = [Check("database", True, f"{where} {target.masked} (PostgreSQL {version})")]
             checks.append(_vector_check(conn))
             checks.append(_migrations_check(conn))

@@ -134,3 +134,11 @@ def test_doctor_accepts_a_data_center_token_instead_of_email(migrated_db_url):
     result = run_cli("doctor", env=env)
     assert "OK   confluence: https://example.atlassian.net/wiki with a personal access token" in result.stdout
     assert "dc-sekrit-pat-0042" not in result.stdout
+
+
+def test_doctor_without_database_url_checks_the_embedded_server(embedded_server):
+    result = run_cli("doctor", env={"CONFLUENCE_URL": "https://example.atlassian.net/wiki", **SECRETS})
+    out = result.stdout
+    assert "OK   database: embedded postgresql://" in out and "(PostgreSQL 1" in out, out
+    assert "OK   pgvector: extension vector 0." in out, out  # created when the embedded server starts
+    assert "Traceback" not in out + result.stderr

@@ -122,6 +122,32 @@ def test_archon_base_tables_match_archon_columns(migrated_db_url):
     }
     assert generated[0] == "ALWAYS" and "to_tsvector('english'" in generated[1]
     assert mig["checksum"][0] == "character varying" and mig["id"][0] == "uuid"
+    # Defaults and nullability, as Archon declares them.
+    for column in ("created_at", "updated_at"):
+        assert sources[column][1] == "timezone('utc'::text, now())" and sources[column][2] == "NO"
+    assert sources["metadata"][1] == "'{}'::jsonb" and sources["source_id"][2] == "NO"
+    assert chunks["metadata"][1] == "'{}'::jsonb" and chunks["metadata"][2] == "NO"
+    assert all(chunks[c][2] == "NO" for c in ("url", "chunk_number", "content", "source_id", "created_at"))
+    assert chunks["created_at"][1] == "timezone('utc'::text, now())"
+    assert mig["id"][1] == "gen_random_uuid()" and mig["applied_at"][1] == "now()"
+    assert mig["version"][2] == "NO" and mig["migration_name"][2] == "NO"
+    with psycopg.connect(migrated_db_url) as conn:
+        lengths = dict(
+            conn.execute(
+                """SELECT column_name, character_maximum_length FROM information_schema.columns
+                   WHERE table_name = 'archon_migrations' AND data_type = 'character varying'"""
+            ).fetchall()
+        )
+        uniques = {
+            row[0]
+            for row in conn.execute(
+                """SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                   WHERE contype = 'u'
+                     AND conrelid IN ('archon_crawled_pages'::regclass, 'archon_migrations'::regclass)"""
+            )
+        }
+    assert lengths == {"version": 20, "migration_name": 255, "checksum": 32}
+    assert uniques == {"UNIQUE (url, chunk_number)", "UNIQUE (version, migration_name)"}
 
 
 def test_the_seven_indexes_with_their_where_clauses_and_opclasses(migrated_db_url):
@@ -213,12 +239,21 @@ def test_chunk_lookup_by_page_id_uses_the_partial_index(migrated_db_url):
                 ("confluence_BIG-1234",),
             ).fetchall()
         )
+        # A prepared statement's generic plan (a real $1, as a driver that prepares would send it).
+        conn.execute(
+            "PREPARE chunks_of(text) AS SELECT id, content FROM archon_crawled_pages "
+            "WHERE metadata ? 'page_id' AND metadata->>'page_id' = $1"
+        )
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        generic = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE chunks_of('confluence_BIG-1234')"))
         hits = conn.execute(
             "SELECT count(*) FROM archon_crawled_pages WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s",
             ("confluence_BIG-1234",),
         ).fetchone()[0]
     assert "idx_crawled_pages_confluence_page_id" in plan, plan
     assert "Seq Scan" not in plan, plan
+    assert "idx_crawled_pages_confluence_page_id" in generic and "$1" in generic, generic
+    assert "Seq Scan" not in generic, generic
     assert hits == 8
 
 

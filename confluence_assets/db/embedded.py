@@ -79,6 +79,7 @@ def ensure_embedded_server(home: Path | None = None) -> EmbeddedServer:
     embedded = EmbeddedServer(pgdata=pgdata, server_url=server.get_uri())
     ensure_database(embedded.server_url, APP_DATABASE)
     ensure_database(embedded.server_url, DAGSTER_DATABASE)
+    ensure_vector_extension(embedded.app_url)
     _started[pgdata] = embedded
     return embedded
 
@@ -94,6 +95,17 @@ def ensure_database(server_url: str, name: str) -> None:
             log.info("created database %s", name)
         except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             pass
+
+
+def ensure_vector_extension(url: str) -> None:
+    """CREATE EXTENSION vector unless it exists (pgserver ships pgvector; migrations create it too)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+            return
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass  # a concurrent start-up created it first
 
 
 def is_running(pgdata: Path | None = None) -> bool:

@@ -67,10 +67,15 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in version.split("."))
 
 
+def _read_exact(path: Path) -> str:
+    """The file's text without newline translation, so the checksum is the MD5 of the file's bytes."""
+    return path.read_bytes().decode("utf-8")
+
+
 def discover(directory: Path | None = None) -> list[Migration]:
     directory = directory or sql_dir()
     migrations = [
-        Migration(version=f.parent.name, name=f.stem, path=f, sql=f.read_text(encoding="utf-8"))
+        Migration(version=f.parent.name, name=f.stem, path=f, sql=_read_exact(f))
         for version_dir in directory.iterdir()
         if version_dir.is_dir()
         for f in version_dir.glob("*.sql")
