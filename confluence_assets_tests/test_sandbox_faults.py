@@ -204,10 +204,16 @@ def test_embeddings_429_with_and_without_retry_after(emb):
         openai_client(emb, max_retries=0).embeddings.create(model="text-embedding-3-small", input="x")
     assert "retry-after" not in info.value.response.headers
     assert info.value.body["code"] == "rate_limit_exceeded"
+    emb.faults.add("POST /v1/embeddings", status=429, retry_after=3, times=1)
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_client(emb, max_retries=0).embeddings.create(model="text-embedding-3-small", input="x")
+    assert info.value.response.headers["retry-after"] == "3"
+    assert info.value.response.headers["retry-after-ms"] == "3000"
+    emb.stats.reset()
     emb.faults.add("POST /v1/embeddings", status=429, retry_after=0.01, times=2)
     result = openai_client(emb, max_retries=2).embeddings.create(model="text-embedding-3-small", input="x")
     assert len(result.data) == 1
-    assert emb.stats.requests == 4 and emb.stats.inputs == 1
+    assert emb.stats.requests == 3 and emb.stats.inputs == 1  # two refusals, then served
 
 
 @pytest.mark.parametrize(("status", "error"), [(500, openai.InternalServerError), (502, openai.InternalServerError),

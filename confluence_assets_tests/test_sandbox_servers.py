@@ -16,6 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 from atlassian import Confluence
+from requests import HTTPError
 
 from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
@@ -91,26 +92,39 @@ def test_large_pages_are_served_whole(site):
         assert time.perf_counter() - began < 5.0
 
 
+def start_sandbox_cli(*flags: str, env: dict[str, str]) -> tuple[subprocess.Popen, dict[str, str], list[str]]:
+    """Start `confluence-assets sandbox` on free ports; returns the process, its export lines and its output."""
+    proc = subprocess.Popen(
+        [CLI, "sandbox", "--confluence-port", "0", "--embeddings-port", "0", "--spaces", "1", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    exports: dict[str, str] = {}
+    lines: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+        if line.startswith("Serving until") or not line:
+            break
+    return proc, exports, lines
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_both_prints_the_environment_and_stops_on_signals(sig):
-    env = {**os.environ, "SANDBOX_LATENCY": "0"}
-    proc = subprocess.Popen(
-        [CLI, "sandbox", "--confluence-port", "0", "--embeddings-port", "0", "--spaces", "1",
-         "--pages-per-space", "30", "--embeddings-faults", "status=429,retry_after=0.01,times=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    proc, exports, lines = start_sandbox_cli(
+        "--pages-per-space", "30", "--embeddings-faults", "status=429,retry_after=0.01,times=1",
+        env={"SANDBOX_LATENCY": "0"},
     )  # fmt: skip
     try:
-        exports = {}
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if line.startswith("export "):
-                name, _, value = line.removeprefix("export ").strip().partition("=")
-                exports[name] = value
-            if line.startswith("Serving until"):
-                break
         assert {"CONFLUENCE_URL", "CONFLUENCE_EMAIL", "CONFLUENCE_API_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY",
                 "CONFLUENCE_SITE_TIMEZONE"} <= set(exports), lines  # fmt: skip
         assert "not a semantic model" in "".join(lines)
@@ -124,9 +138,34 @@ def test_cli_serves_both_prints_the_environment_and_stops_on_signals(sig):
         assert proc.wait(timeout=10) == 0
         assert "sandbox stopped" in proc.stdout.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def test_cli_takes_latency_and_faults_from_the_environment_for_a_demo():
+    proc, exports, lines = start_sandbox_cli(
+        "--pages-per-space", "5",
+        env={
+            "SANDBOX_LATENCY": "0.3",
+            "SANDBOX_CONFLUENCE_FAULTS": "endpoint=GET /wiki/rest/api/space/*,status=503,times=1",
+            "SANDBOX_EMBEDDINGS_FAULTS": "status=500,times=1",
+        },
+    )  # fmt: skip
+    try:
+        assert "CONFLUENCE_URL" in exports, lines
+        with Confluence(exports["CONFLUENCE_URL"], username=exports["CONFLUENCE_EMAIL"],
+                        password=exports["CONFLUENCE_API_TOKEN"]) as c:  # fmt: skip
+            with pytest.raises(HTTPError) as refused:
+                c.get_space("QM")
+            assert refused.value.response.status_code == 503
+            began = time.monotonic()
+            assert c.get_space("QM")["key"] == "QM"  # the rule fired once
+            assert time.monotonic() - began >= 0.3  # and every request waits the latency
+        with openai.OpenAI(base_url=exports["OPENAI_BASE_URL"], api_key=exports["OPENAI_API_KEY"], max_retries=0) as o:
+            with pytest.raises(openai.InternalServerError):
+                o.embeddings.create(model="text-embedding-3-small", input="x")
+            assert len(o.embeddings.create(model="text-embedding-3-small", input="x").data) == 1
+    finally:
+        stop(proc)
 
 
 @pytest.mark.parametrize(
