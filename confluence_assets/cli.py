@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,7 +186,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if r.section_title and r.section_title != r.page_title:
             print(f"   section: {r.section_title}")
         print(f"   {r.url or ''}")
-        print(f"   {excerpt(r.content, args.query)}")
+        if args.full:
+            print(textwrap.indent(r.content.rstrip(), "   "))
+        else:
+            print(f"   {excerpt(r.content, args.query)}")
         print()
     return 0
 
@@ -245,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="YYYY-MM-DD", help="pages modified on or after this date (UTC)")
     p.add_argument("--limit", type=int, default=10, metavar="N", help="number of results (default 10)")
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid", help="default: hybrid")
+    p.add_argument("--full", action="store_true", help="print each chunk's whole text, not an excerpt")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list (for tools)")
     return parser
 

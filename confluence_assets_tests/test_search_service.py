@@ -15,6 +15,7 @@ import random
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -173,6 +174,17 @@ def test_cli_search_prints_title_breadcrumb_section_url_score_and_text(docs, emb
     assert "https://example.atlassian.net/wiki/spaces/DOCS/pages/102" in first
     assert "restore a database backup with pg_restore" in first
     assert "Release process" not in done.stdout
+
+
+def test_cli_search_full_prints_each_chunks_whole_text(docs, embeddings_url):
+    args = ("restore a backup", "--space", "DOCS", "--limit", "3")
+    as_json = run_search(*args, "--json", db_url=docs, embeddings_url=embeddings_url)
+    full = run_search(*args, "--full", db_url=docs, embeddings_url=embeddings_url)
+    assert as_json.returncode == 0 and full.returncode == 0, full.stderr
+    results = json.loads(as_json.stdout)
+    assert any("\n" in r["content"].strip() or len(r["content"]) > 280 for r in results)  # more than an excerpt
+    for result in results:
+        assert textwrap.indent(result["content"].rstrip(), "   ") in full.stdout
 
 
 def test_cli_search_json(docs, embeddings_url):
