@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from confluence_assets.content import ConversionError, chunk_markdown, convert_page, own_text
+from confluence_assets.content import ConversionError, chunk_markdown, convert_page, own_text, reassemble
 
 BASE = "https://x.atlassian.net/wiki"
 
@@ -68,6 +68,73 @@ def test_jira_macro_and_url_deduplicated():
     ]
     assert meta(storage)["external_links"] == []
     assert "System JIRA" not in md(storage) and "1234-abcd" not in md(storage)
+
+
+def test_external_links_with_their_titles_and_urls():
+    storage = (
+        '<p>See <a href="https://example.com/a?b=1&amp;c=2">Example <em>docs</em></a>, '
+        '<a href="http://other.org">http://other.org</a>, <a href="mailto:x@y.z">mail</a>, '
+        '<a href="#anchor">here</a>, <a href="https://x.atlassian.net/wiki/spaces/SP/pages/77/T">site page</a>, '
+        '<a href="https://elsewhere.atlassian.net/wiki/spaces/SP/pages/77">other site</a> and '
+        '<ac:link><ri:url ri:value="https://ri.example.net/p" /><ac:plain-text-link-body><![CDATA[ri url]]>'
+        "</ac:plain-text-link-body></ac:link>.</p>"
+    )
+    assert md(storage) == (
+        "See [Example *docs*](https://example.com/a?b=1&c=2), <http://other.org>, [mail](mailto:x@y.z), "
+        "[here](#anchor), [site page](https://x.atlassian.net/wiki/spaces/SP/pages/77/T), "
+        "[other site](https://elsewhere.atlassian.net/wiki/spaces/SP/pages/77) and [ri url](https://ri.example.net/p)."
+    )
+    m = meta(storage)
+    assert m["external_links"] == [
+        {"title": "Example docs", "url": "https://example.com/a?b=1&c=2"},
+        {"title": "http://other.org", "url": "http://other.org"},
+        {"title": "mail", "url": "mailto:x@y.z"},
+        {"title": "other site", "url": "https://elsewhere.atlassian.net/wiki/spaces/SP/pages/77"},
+        {"title": "ri url", "url": "https://ri.example.net/p"},
+    ]
+    assert m["internal_links"] == [  # this site's page: internal, by id
+        {
+            "page_id": "77",
+            "page_title": "site page",
+            "space_key": None,
+            "page_url": "https://x.atlassian.net/wiki/spaces/SP/pages/77/T",
+        }
+    ]
+
+
+def test_references_are_listed_once_in_the_order_they_first_appear():
+    code = '<ac:structured-macro ac:name="code"><ac:parameter ac:name="language">{}</ac:parameter>'
+    code += "<ac:plain-text-body><![CDATA[x]]></ac:plain-text-body></ac:structured-macro>"
+    storage = (
+        '<p><a href="https://a.example/">first A</a> <a href="https://b.example/">B</a> '
+        '<a href="https://a.example/">second A</a> '
+        '<ac:link><ri:page ri:content-title="P1" /></ac:link> <ac:link><ri:page ri:content-title="P2" /></ac:link> '
+        '<ac:link><ri:page ri:content-title="P1" /></ac:link> '
+        '<ac:link><ri:user ri:account-id="u1" /></ac:link> <ac:link><ri:user ri:account-id="u2" /></ac:link> '
+        '<ac:link><ri:user ri:account-id="u1" /></ac:link> '
+        '<ac:structured-macro ac:name="jira"><ac:parameter ac:name="key">AA-1</ac:parameter></ac:structured-macro> '
+        '<ac:structured-macro ac:name="jira"><ac:parameter ac:name="key">BB-2</ac:parameter></ac:structured-macro> '
+        '<a href="https://jira.example.org/browse/AA-1">AA-1 on its server</a> '
+        '<ac:link><ri:attachment ri:filename="one.pdf" /></ac:link> <ac:link><ri:attachment ri:filename="two.pdf" />'
+        '</ac:link> <ac:link><ri:attachment ri:filename="one.pdf" /></ac:link></p>'
+        + code.format("python")
+        + code.format("yaml")
+        + code.format("python")
+    )
+    m = meta(storage)
+    assert m["external_links"] == [
+        {"title": "first A", "url": "https://a.example/"},
+        {"title": "B", "url": "https://b.example/"},
+    ]
+    assert [link["page_title"] for link in m["internal_links"]] == ["P1", "P2"]
+    assert [u["account_id"] for u in m["user_mentions"]] == ["u1", "u2"]
+    # AA-1 keeps its place (first, as the macro) and the URL of the real /browse/ link.
+    assert m["jira_issue_links"] == [
+        {"issue_key": "AA-1", "issue_url": "https://jira.example.org/browse/AA-1"},
+        {"issue_key": "BB-2", "issue_url": "https://x.atlassian.net/browse/BB-2"},
+    ]
+    assert [a["title"] for a in m["asset_links"]] == ["one.pdf", "two.pdf"]
+    assert m["code_languages"] == ["python", "yaml"]
 
 
 def test_attachment_links_and_images_name_the_file():
@@ -135,6 +202,25 @@ def test_panels_expand_status_and_layout_only_macros():
     )
 
 
+@pytest.mark.parametrize("macro, label", [("info", "Info"), ("note", "Note"), ("tip", "Tip")])
+def test_info_note_and_tip_panels_are_labelled_block_quotes(macro, label):
+    titled = (
+        f'<ac:structured-macro ac:name="{macro}" ac:schema-version="1"><ac:parameter ac:name="title">Heads up'
+        '</ac:parameter><ac:parameter ac:name="icon">false</ac:parameter><ac:rich-text-body><p>First <strong>para'
+        "</strong>.</p><ul><li>item</li></ul></ac:rich-text-body></ac:structured-macro><p>after</p>"
+    )
+    assert md(titled) == f"> **{label}:** Heads up\n>\n> First **para**.\n>\n> - item\n\nafter"
+    untitled_with_code = (
+        f'<ac:structured-macro ac:name="{macro}"><ac:rich-text-body><p>Only body</p>'
+        '<ac:structured-macro ac:name="code"><ac:parameter ac:name="language">sh</ac:parameter>'
+        "<ac:plain-text-body><![CDATA[  x  y\n\nz]]></ac:plain-text-body></ac:structured-macro>"
+        "</ac:rich-text-body></ac:structured-macro>"
+    )
+    # The code stays one fenced block inside the quote, indentation kept; the alias sh is named bash.
+    assert md(untitled_with_code) == f"> **{label}:**\n>\n> Only body\n>\n> ```bash\n>   x  y\n>\n> z\n> ```"
+    assert "false" not in md(titled) and "icon" not in md(titled)
+
+
 def test_nested_lists_and_tasks():
     storage = (
         "<ol><li><p>one</p><ul><li>a<ul><li>deep</li></ul></li><li>b</li></ul></li><li>two</li></ol>"
@@ -187,26 +273,43 @@ def test_missing_body_raises_one_typed_error_naming_the_page():
 
 
 @pytest.mark.parametrize(
-    "storage",
+    "storage, visible",
     [
-        "<p>unclosed <b>bold <i>italic",
-        "<ac:structured-macro ac:name='code'><ac:plain-text-body><![CDATA[x < y",
-        "<ac:link><ri:page ri:content-title='A'",
-        "<foo:bar x:y='1'>undeclared <ns:thing/>namespace</foo:bar>",
-        "</p></div></ac:rich-text-body>stray closers",
-        "<ac:parameter ac:name='x'>stray-parameter-value</ac:parameter>"
-        "<ac:rich-text-body>stray body</ac:rich-text-body>",
-        "<table><tr><td rowspan='x' colspan='-1'>odd spans</td></tr><tr></tr></table>",
-        "&bogus; &#xZZ; <<>> <!-- unclosed comment",
-        "<div>" * 5000 + "deep" + "</div>" * 5000,
-        "<ul><li>" * 3000 + "deep list",
+        ("<p>unclosed <b>bold <i>italic", ["unclosed", "bold", "italic"]),
+        ("<p>before</p><ac:structured-macro ac:name='code'><ac:plain-text-body><![CDATA[x < y", ["before", "x < y"]),
+        ("<p>Read <ac:link><ri:page ri:content-title='A'", ["Read"]),
+        ("<p>Read <ac:link><ri:page ri:content-title='Alpha' /></ac:link> now", ["Read", "[Alpha]", "now"]),
+        ("<foo:bar x:y='1'>undeclared <ns:thing/>namespace</foo:bar>", ["undeclared", "namespace"]),
+        ("</p></div></ac:rich-text-body>stray closers", ["stray closers"]),
+        (
+            "<ac:parameter ac:name='x'>stray-parameter-value</ac:parameter>"
+            "<ac:rich-text-body>stray body</ac:rich-text-body>",
+            ["stray body"],
+        ),
+        ("<table><tr><td rowspan='x' colspan='-1'>odd spans</td></tr><tr></tr></table>", ["odd spans"]),
+        ("&bogus; &#xZZ; <<>> <!-- unclosed comment", ["&bogus;", "&#xZZ;", "<<>>"]),
+        ("<p>kept &amp; shown &rdquo;q&ldquo;</p><p>second", ["kept & shown ”q“", "second"]),
+        (
+            '<ac:structured-macro ac:name="info"><ac:rich-text-body><p>inside info'
+            '<ac:structured-macro ac:name="expand"><ac:parameter ac:name="title">Exp title</ac:parameter>'
+            "<ac:rich-text-body><p>never closed",
+            ["**Info:**", "inside info", "**Exp title**", "never closed"],
+        ),
+        ("<div>" * 5000 + "deep" + "</div>" * 5000, ["deep"]),
+        ("<ul><li>" * 3000 + "deep list", ["deep list"]),
     ],
 )
-def test_malformed_input_converts_without_exception(storage):
+def test_malformed_input_converts_without_exception_and_keeps_its_text(storage, visible):
     result = convert_page(page(storage), BASE)
     assert "ac:" not in result.markdown and "ri:" not in result.markdown
     assert "stray-parameter-value" not in result.markdown
-    chunk_markdown(result.markdown, "Golden")
+    at = 0
+    for text in visible:  # every piece a reader sees, in order
+        found = result.markdown.find(text, at)
+        assert found >= 0, (text, result.markdown[-300:])
+        at = found + len(text)
+    chunks = chunk_markdown(result.markdown, "Golden")
+    assert all(text in reassemble(chunks) for text in visible)
 
 
 def test_metadata_from_full_expansions():

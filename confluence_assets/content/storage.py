@@ -15,6 +15,7 @@ instead of unwrapping them (BeautifulSoup's unwrap shifts the parent's child lis
 from __future__ import annotations
 
 import html
+import html.entities
 import mimetypes
 import re
 from collections.abc import Callable
@@ -156,11 +157,20 @@ class References:
     def ordered(found: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
         return list(reversed(found.values()))
 
+    @staticmethod
+    def note(found: dict[Any, Any], key: Any, value: Any) -> None:
+        """Record ``value`` under ``key``. The walk goes backwards, so a key met again is an earlier
+        occurrence: it moves last (first in document order) and its value wins."""
+        found.pop(key, None)
+        found[key] = value
+
     def add_jira(self, key: str, url: str, *, from_link: bool) -> None:
         known = self.jira_issue_links.get(key)
         # A real /browse/ link names the Jira server; the macro's URL is our best guess (see links.py).
-        if known is None or (from_link and not known["_from_link"]):
-            self.jira_issue_links[key] = {"issue_key": key, "issue_url": url, "_from_link": from_link}
+        keep = known is not None and known["_from_link"] and not from_link
+        self.note(
+            self.jira_issue_links, key, known if keep else {"issue_key": key, "issue_url": url, "_from_link": from_link}
+        )
 
 
 def inline_cdata(xhtml: str) -> str:
@@ -189,10 +199,16 @@ def inline_cdata(xhtml: str) -> str:
 
 _INCOMPLETE_TAG = re.compile(r"<[A-Za-z/!?]")
 _TAG_AS_TEXT = re.compile(r"</?(?:ac|ri):[^>]*>?")
+_NAMED_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+
+
+def _keep_unknown_entity(m: re.Match) -> str:
+    # html.parser hands "&bogus;" to BeautifulSoup, which gives it back as "&bogus": keep it as written.
+    return m.group(0) if m.group(1) + ";" in html.entities.html5 else "&amp;" + m.group(0)[1:]
 
 
 def parse_storage(xhtml: str) -> BeautifulSoup:
-    text = inline_cdata(xhtml.replace("\r\n", "\n"))
+    text = _NAMED_ENTITY.sub(_keep_unknown_entity, inline_cdata(xhtml.replace("\r\n", "\n")))
     # html.parser hands an unterminated tag at the very end back as text ("<ri:page ri:content-title=...").
     lt = text.rfind("<")
     if lt > text.rfind(">") and _INCOMPLETE_TAG.match(text, lt):
@@ -391,7 +407,7 @@ class StoragePreprocessor:
 
     def _code(self, tag: Tag, code: str, language: str) -> None:
         if language:
-            self.refs.code_languages[language] = None
+            self.refs.note(self.refs.code_languages, language, None)
         pre = self._new("pre", code)
         pre["data-language"] = language
         tag.replace_with(pre)
@@ -490,8 +506,10 @@ class StoragePreprocessor:
         else:  # a link to this very page
             page_id, url = self.ctx.page_id, self.ctx.page_url_by_id(self.ctx.page_id)
         key = ("id", page_id) if page_id else ("title", space, title)
-        self.refs.internal_links.setdefault(
-            key, {"page_id": page_id, "page_title": title or None, "space_key": space, "page_url": url}
+        self.refs.note(
+            self.refs.internal_links,
+            key,
+            {"page_id": page_id, "page_title": title or None, "space_key": space, "page_url": url},
         )
         return url, title or url
 
@@ -501,7 +519,8 @@ class StoragePreprocessor:
             return "@user"
         kind, ident = found[0]
         name = self.ctx.users.get(ident)
-        self.refs.user_mentions.setdefault(
+        self.refs.note(
+            self.refs.user_mentions,
             ident,
             {"account_id": ident, "display_name": name, "profile_url": self.ctx.profile_url(kind, ident)},
         )
@@ -523,7 +542,7 @@ class StoragePreprocessor:
         return url
 
     def _record_attachment(self, filename: str, url: str) -> None:
-        self.refs.attachments.setdefault(filename, {"title": filename, "download_url": url})
+        self.refs.note(self.refs.attachments, filename, {"title": filename, "download_url": url})
 
     def _image(self, tag: Tag) -> None:
         ri = _ri_child(tag)
@@ -600,7 +619,8 @@ class StoragePreprocessor:
                 return  # an anchor on this very page
             if page_id:
                 url = href.split("#", 1)[0]
-                self.refs.internal_links.setdefault(
+                self.refs.note(
+                    self.refs.internal_links,
                     ("id", page_id),
                     {
                         "page_id": page_id,
@@ -610,7 +630,7 @@ class StoragePreprocessor:
                     },
                 )
                 return
-        self.refs.external_links.setdefault(href, {"title": title or href, "url": href})
+        self.refs.note(self.refs.external_links, href, {"title": title or href, "url": href})
 
     # tables --------------------------------------------------------------------------------------------
 
