@@ -86,12 +86,22 @@ def _first_difference(a: list[tuple], b: list[tuple]) -> str:
 class InvariantReader(threading.Thread):
     """Reads the live chunks of a space over and over, each time in one statement (one snapshot), and
     records every violation of: a page that once had chunks still has at least one; a page's chunk
-    numbers are 0..n-1 without gaps or duplicates; every chunk is embedded. Connection failures (a
-    database restarted or connections killed on purpose) are counted and retried, not violations."""
+    numbers are 0..n-1 without gaps or duplicates; every chunk is embedded; a page's chunks are all of one
+    version, the version confluence_pages says is indexed; a page indexed and live has chunks; a deleted
+    page has none. Connection failures (a database restarted or connections killed on purpose) are
+    counted and retried, not violations."""
 
-    QUERY = """SELECT metadata->>'page_id', count(*), count(DISTINCT chunk_number), min(chunk_number),
-                      max(chunk_number), bool_and(embedding_1536 IS NOT NULL)
-               FROM archon_crawled_pages WHERE source_id = %s AND metadata ? 'page_id' GROUP BY 1"""
+    QUERY = """WITH c AS (
+                 SELECT metadata->>'page_id' AS page_id, count(*) AS n, count(DISTINCT chunk_number) AS distinct_n,
+                        min(chunk_number) AS lo, max(chunk_number) AS hi,
+                        bool_and(embedding_1536 IS NOT NULL) AS embedded,
+                        count(DISTINCT metadata->>'version') AS versions, max(metadata->>'version') AS version
+                 FROM archon_crawled_pages WHERE source_id = %(sid)s AND metadata ? 'page_id' GROUP BY 1),
+               p AS (SELECT page_id, indexed_version, is_deleted FROM confluence_pages WHERE source_id = %(sid)s)
+               SELECT coalesce(c.page_id, p.page_id), c.n, c.distinct_n, c.lo, c.hi, c.embedded, c.versions,
+                      c.version, p.indexed_version, p.is_deleted
+               FROM c FULL JOIN p ON p.page_id = c.page_id
+               WHERE c.page_id IS NOT NULL OR (p.indexed_version IS NOT NULL AND NOT p.is_deleted)"""
 
     def __init__(self, db_url: str, space_key: str, interval: float = 0.01) -> None:
         super().__init__(daemon=True, name="invariant-reader")
@@ -105,14 +115,23 @@ class InvariantReader(threading.Thread):
         self._halt = threading.Event()
 
     def check_once(self, conn: psycopg.Connection) -> None:
-        rows = conn.execute(self.QUERY, (self.source_id,)).fetchall()
+        rows = conn.execute(self.QUERY, {"sid": self.source_id}).fetchall()
         present = set()
-        for pid, n, distinct, lo, hi, embedded in rows:
+        for pid, n, distinct, lo, hi, embedded, versions, version, indexed, deleted in rows:
+            if n is None:
+                self.violations.append(f"page {pid}: indexed (v{indexed}) and live, but no chunks")
+                continue
             present.add(pid)
             if not (n == distinct and lo == 0 and hi == n - 1):
                 self.violations.append(f"page {pid}: chunk numbers not 0..{n - 1} (min {lo}, max {hi}, {distinct})")
             if not embedded:
                 self.violations.append(f"page {pid}: a chunk without embedding")
+            if versions != 1:
+                self.violations.append(f"page {pid}: chunks of {versions} versions mixed")
+            elif deleted:
+                self.violations.append(f"page {pid}: deleted, yet its chunks are live")
+            elif indexed is not None and str(indexed) != version:
+                self.violations.append(f"page {pid}: chunks of v{version}, confluence_pages says v{indexed}")
         for pid in self.ever - present:
             self.violations.append(f"page {pid}: had chunks, now none")
         self.ever |= present

@@ -24,30 +24,60 @@ def _assert_all_ok(outcomes) -> None:
 
 
 def test_the_reader_would_see_a_page_without_chunks_or_a_half_swapped_one(migrated_db_url):
-    """A negative control: the invariant reader is not blind."""
+    """A negative control: the invariant reader is not blind to any of the states it looks for."""
+    vector = "[" + ",".join(["0.1"] * 1536) + "]"
+
+    def chunk(conn, page: str, number: int, version: int) -> None:
+        conn.execute(
+            "INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id, embedding_1536) "
+            "VALUES (%s, %s, 'text', jsonb_build_object('page_id', %s::text, 'version', %s::int), 'confluence_X', %s)",
+            (f"confluence://X/{page}", number, page, version, vector),
+        )
+
     with psycopg.connect(migrated_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO archon_sources (source_id, source_url, source_display_name, title, metadata) "
             "VALUES ('confluence_X', 'u', 'X', 'X', '{}')"
         )
-        for page, number in (("1", 0), ("1", 1), ("2", 0)):
+        for page in ("1", "2", "3", "4", "5"):
             conn.execute(
-                "INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id, embedding_1536) "
-                "VALUES (%s, %s, 'text', jsonb_build_object('page_id', %s::text), 'confluence_X', %s)",
-                (f"confluence://X/{page}", number, page, "[" + ",".join(["0.1"] * 1536) + "]"),
+                "INSERT INTO confluence_pages (page_id, source_id, space_key, title, version, indexed_version, "
+                "last_modified, path, metadata) VALUES (%s, 'confluence_X', 'X', %s, 2, 2, now(), %s, '{}')",
+                (page, f"Page {page}", f"/{page}"),
             )
+        for page, number in (("1", 0), ("1", 1), ("2", 0), ("3", 0), ("3", 1), ("4", 0), ("5", 0)):
+            chunk(conn, page, number, 2)
         reader = InvariantReader(migrated_db_url, "X")
         reader.check_once(conn)
-        assert not reader.violations and reader.ever == {"1", "2"}
+        assert not reader.violations and reader.ever == {"1", "2", "3", "4", "5"}
         conn.execute("DELETE FROM archon_crawled_pages WHERE metadata->>'page_id' = '1' AND chunk_number = 0")
         conn.execute("DELETE FROM archon_crawled_pages WHERE metadata->>'page_id' = '2'")
+        conn.execute(  # page 3: one chunk of the new version beside one of the old
+            "UPDATE archon_crawled_pages SET metadata = metadata || '{\"version\": 3}' "
+            "WHERE metadata->>'page_id' = '3' AND chunk_number = 1"
+        )
+        conn.execute("UPDATE confluence_pages SET indexed_version = 3 WHERE page_id = '4'")  # chunks still v2
+        conn.execute("UPDATE confluence_pages SET is_deleted = TRUE WHERE page_id = '5'")  # chunks still live
+        conn.execute(  # page 6: indexed and live, never any chunk
+            "INSERT INTO confluence_pages (page_id, source_id, space_key, title, version, indexed_version, "
+            "last_modified, path, metadata) VALUES ('6', 'confluence_X', 'X', 'Page 6', 1, 1, now(), '/6', '{}')"
+        )
         reader.check_once(conn)
-    assert any("page 1: chunk numbers" in v for v in reader.violations)
-    assert any("page 2: had chunks, now none" in v for v in reader.violations)
+    found = "\n".join(reader.violations)
+    assert "page 1: chunk numbers" in found
+    assert "page 2: had chunks, now none" in found
+    assert "page 3: chunks of 2 versions mixed" in found
+    assert "page 4: chunks of v2, confluence_pages says v3" in found
+    assert "page 5: deleted, yet its chunks are live" in found
+    assert "page 6: indexed (v1) and live, but no chunks" in found
+    assert "page 2: indexed (v2) and live, but no chunks" in found
+    assert len(reader.violations) == 7, reader.violations
 
 
 REPRESENTATIVE = [
+    Scenario("initial", "stage_batch:1"),  # mid-pagination: 100 of 120 pages staged
     Scenario("initial", "convert_batch:1"),  # confluence_pages written, nothing chunked yet
+    Scenario("initial", "chunk_batch:1"),  # between page_metadata and chunk_embeddings: chunks staged only
     Scenario("update", "swap_inside:15"),  # inside a swap that replaces live chunks
     Scenario("update", "complete:1"),  # every page swapped, the watermark not yet moved
 ]
