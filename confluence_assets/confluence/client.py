@@ -86,6 +86,27 @@ class RetryPolicy:
     retry_after_cap_seconds: float = 120.0
 
 
+# The change sensor's probes (one cheap request per space, many spaces per tick, Dagster's 60 s sensor
+# timeout) must never wait like a sync does: a short timeout, one retry, a server's Retry-After honoured
+# for a few seconds at most. A space still failing is reported in the tick and probed again next tick.
+PROBE_TIMEOUT_SECONDS = 10.0
+PROBE_RETRY = RetryPolicy(
+    max_retries=1, backoff_seconds=0.5, backoff_max_seconds=2.0, jitter_seconds=0.25, retry_after_cap_seconds=3.0
+)
+# Empty pages with a next link a probe follows (restricted newest matches) before calling the space changed.
+MAX_PROBE_FOLLOWS = 5
+
+
+@dataclass(frozen=True)
+class FirstMatch:
+    """What a change probe found: the newest readable match (or None), and ``hidden`` when every page
+    followed came back empty with a ``next`` link (matches exist that these credentials cannot read)."""
+
+    page: dict | None
+    hidden: bool = False
+    requests: int = 1
+
+
 @dataclass
 class RequestStats:
     """HTTP attempts made to Confluence (retries included)."""
@@ -298,11 +319,27 @@ class ConfluenceAPI:
             params["expand"] = expand
         yield from self.paginate("rest/api/content/search", params)
 
-    def first_match(self, cql: str) -> dict | None:
-        """The first result of ``cql`` (limit 1, version only): a cheap change probe."""
+    def first_match(self, cql: str, *, max_follows: int = MAX_PROBE_FOLLOWS) -> FirstMatch:
+        """The first readable result of ``cql`` (limit 1, version only): a cheap change probe.
+
+        Confluence applies view restrictions after cutting a result page, so a page of one result can be
+        empty and still have a ``next`` link when the match is a page these credentials cannot read. Such
+        a link is followed up to ``max_follows`` times; if every page is still empty, the result says so
+        (``hidden``) instead of pretending there is no match.
+        """
         data = self.get_json("rest/api/content/search", {"cql": cql, "limit": 1, "expand": "version"})
-        results = data.get("results") or []
-        return results[0] if results else None
+        requests_made = 1
+        while True:
+            results = data.get("results") or []
+            if results:
+                return FirstMatch(results[0], requests=requests_made)
+            nxt = resolve_next(data.get("_links") or {}, self.url)
+            if nxt is None:
+                return FirstMatch(None, requests=requests_made)
+            if requests_made > max_follows:
+                return FirstMatch(None, hidden=True, requests=requests_made)
+            data = self.get_json(nxt, absolute=True)
+            requests_made += 1
 
     def get_page(self, page_id: str, *, expand: str = PAGE_EXPAND) -> dict | None:
         """One page, or None when it is gone (404)."""

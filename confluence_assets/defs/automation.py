@@ -27,7 +27,9 @@ RECONCILIATION_TIMEZONE = os.environ.get("CONFLUENCE_RECONCILIATION_TIMEZONE") o
 _STOPPED = (os.environ.get("CONFLUENCE_AUTOMATION_DEFAULT") or "running").lower() == "stopped"
 SENSOR_DEFAULT = dg.DefaultSensorStatus.STOPPED if _STOPPED else dg.DefaultSensorStatus.RUNNING
 SCHEDULE_DEFAULT = dg.DefaultScheduleStatus.STOPPED if _STOPPED else dg.DefaultScheduleStatus.RUNNING
-PROBE_BUDGET_SECONDS = 40.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
+# Probes still unanswered after this are left for the next tick (first in line), so a tick ends well
+# inside Dagster's 60 s sensor timeout; each probe request gives up within PROBE_TIMEOUT_SECONDS anyway.
+PROBE_BUDGET_SECONDS = 40.0
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -68,7 +70,7 @@ def confluence_change_sensor(
     keys = [partition_key_to_space_key(k) for k in ordered if k not in busy]
     with database.connect() as conn:
         results, not_reached = probe_spaces(
-            confluence.api,
+            confluence.probe_api,
             conn,
             keys,
             overlap=confluence.overlap,
@@ -78,6 +80,8 @@ def confluence_change_sensor(
     errors = {r.space_key: r.detail for r in results if r.status == "error"}
     for key, detail in errors.items():
         context.log.warning(f"space {key}: {detail}")
+    if not_reached:
+        context.log.info(f"{len(not_reached)} spaces left for the next tick: {_summary(not_reached)}")
     requests = [
         dg.RunRequest(
             run_key=r.run_key,

@@ -10,7 +10,7 @@ import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
-from confluence_assets.confluence.client import ConfluenceAPI, RetryPolicy
+from confluence_assets.confluence.client import PROBE_RETRY, PROBE_TIMEOUT_SECONDS, ConfluenceAPI, RetryPolicy
 from confluence_assets.confluence.cql import site_zone
 from confluence_assets.confluence.errors import ConfluenceConfigError
 from confluence_assets.db import migrations
@@ -54,6 +54,28 @@ class ConfluenceResource(dg.ConfigurableResource):
                 backoff_seconds=self.backoff_seconds,
                 backoff_max_seconds=self.backoff_max_seconds,
                 retry_after_cap_seconds=self.retry_after_cap_seconds,
+            ),
+            page_size=self.page_size,
+        )
+
+    def probe_api(self) -> ConfluenceAPI:
+        """A client for the change sensor's probes: at most the probe's timeout, retries and Retry-After
+        cap (confluence_assets.confluence.client.PROBE_RETRY), whatever the sync's settings allow, so a
+        slow or rate-limited space cannot hold a sensor tick up."""
+        if not self.url:
+            raise ConfluenceConfigError("CONFLUENCE_URL is not set")
+        return ConfluenceAPI(
+            self.url,
+            email=self.email,
+            api_token=self.api_token,
+            personal_access_token=self.personal_access_token,
+            timeout_seconds=min(self.timeout_seconds, PROBE_TIMEOUT_SECONDS),
+            retry=RetryPolicy(
+                max_retries=min(self.max_retries, PROBE_RETRY.max_retries),
+                backoff_seconds=min(self.backoff_seconds, PROBE_RETRY.backoff_seconds),
+                backoff_max_seconds=min(self.backoff_max_seconds, PROBE_RETRY.backoff_max_seconds),
+                jitter_seconds=PROBE_RETRY.jitter_seconds,
+                retry_after_cap_seconds=min(self.retry_after_cap_seconds, PROBE_RETRY.retry_after_cap_seconds),
             ),
             page_size=self.page_size,
         )

@@ -4,6 +4,12 @@ One CQL request per space (limit 1, version only, newest change first) and one d
 spaces. A space needs a sync when it was never synced, when its newest change is not indexed yet, or
 when staged pages wait to be finished (a run that failed part-way, pages re-queued by reconciliation).
 Each result carries a ``run_key`` naming the change, so the same change never launches two runs.
+
+The time budget is a hard one: whatever has not answered when it runs out is left for the next tick
+(``not_reached``), and the tick returns without waiting for those requests. When the newest matches are
+pages these credentials cannot read (Confluence cuts a result page before applying restrictions, so it
+comes back empty with a ``next`` link), the probe follows ``next`` a few times; still nothing readable,
+the space counts as changed, with a run key on its watermark: one run per watermark, not one per tick.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from confluence_assets.confluence.client import ConfluenceAPI
+from confluence_assets.confluence.client import ConfluenceAPI, FirstMatch
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceError
 from confluence_assets.confluence.keys import SOURCE_ID_PREFIX, source_id_for
@@ -58,7 +64,7 @@ def _states(conn: psycopg.Connection, space_keys: list[str]) -> dict[str, _Space
     }
 
 
-def _newest_change(api: ConfluenceAPI, space_key: str, since, overlap: timedelta, zone: ZoneInfo | None):
+def _newest_change(api: ConfluenceAPI, space_key: str, since, overlap: timedelta, zone: ZoneInfo | None) -> FirstMatch:
     return api.first_match(space_pages_cql(space_key, since - overlap, zone=zone, newest_first=True))
 
 
@@ -90,38 +96,50 @@ def probe_spaces(
             to_probe.append(key)
 
     deadline = time.monotonic() + budget_seconds
-    newest: dict[str, dict | None] = {}
-    not_reached: list[str] = []
+    newest: dict[str, FirstMatch] = {}
     local = threading.local()  # one client per worker thread: requests sessions are not thread-safe
 
-    def probe(key: str):
+    def probe(key: str) -> FirstMatch:
         if not hasattr(local, "api"):
             local.api = make_api()
-        api = local.api
-        return _newest_change(api, key, parse_when(states[key].watermark), overlap, zone)
+        return _newest_change(local.api, key, parse_when(states[key].watermark), overlap, zone)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {}
-        for key in to_probe:
-            if time.monotonic() > deadline:
-                not_reached.append(key)
-                continue
-            futures[pool.submit(probe, key)] = key
-        for future in as_completed(futures):
+    # Not a `with` block: its exit waits for every request still running, the budget's whole point.
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="confluence-probe")
+    futures = {pool.submit(probe, key): key for key in to_probe}
+    try:
+        for future in as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
             key = futures[future]
             try:
                 newest[key] = future.result()
             except ConfluenceError as exc:
                 results[key] = ProbeResult(key, "error", None, str(exc))
+    except TimeoutError:
+        pass  # the budget ran out: the spaces without an answer wait for the next tick
+    finally:
+        # Queued probes are cancelled; running ones finish in the background, their answers unused.
+        pool.shutdown(wait=False, cancel_futures=True)
+    not_reached = [k for k in to_probe if k not in newest and k not in results]
 
-    ids = [page["id"] for page in newest.values() if page]
+    ids = [match.page["id"] for match in newest.values() if match.page]
     indexed = dict(
         conn.execute(
             "SELECT page_id, indexed_version FROM confluence_pages WHERE page_id = ANY(%s) AND is_deleted = FALSE",
             (ids,),
         ).fetchall()
     )
-    for key, page in newest.items():
+    for key, match in newest.items():
+        page = match.page
+        if match.hidden:
+            watermark = states[key].watermark
+            results[key] = ProbeResult(
+                key,
+                "changed",
+                f"{key}:hidden:{watermark}",
+                f"the newest changes since {watermark} are pages these credentials cannot read "
+                f"({match.requests} empty result pages); syncing to be safe",
+            )
+            continue
         if page is None:
             results[key] = ProbeResult(key, "unchanged", None, "no change since the watermark")
             continue
