@@ -78,6 +78,14 @@ def _space(context: dg.AssetExecutionContext) -> tuple[str, str]:
     group_name=GROUP,
     kinds={"confluence", "postgres"},
     pool=CONFLUENCE_POOL,
+    retry_policy=(
+        STEP_RETRY_POLICY := dg.RetryPolicy(
+            max_retries=2,
+            delay=float(dg.EnvVar("CONFLUENCE_STEP_RETRY_DELAY_SECONDS").get_value() or 30),
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        )
+    ),
     description=(
         "The Confluence spaces to sync: every space the credentials can see, filtered by the space "
         "selection (keys, type, status). Upserts one archon_sources row per space and keeps one "
@@ -134,6 +142,7 @@ class ChangedPagesConfig(dg.Config):
     group_name=GROUP,
     kinds={"confluence", "postgres"},
     pool=CONFLUENCE_POOL,
+    retry_policy=STEP_RETRY_POLICY,
     description=(
         "Pages of the space created or modified since the watermark (minus an overlap window), fetched "
         "with their bodies by CQL in the site's time zone, classified new/updated/unchanged against what "
@@ -212,6 +221,7 @@ class ReconciliationConfig(dg.Config):
     group_name=GROUP,
     kinds={"confluence", "postgres"},
     pool=CONFLUENCE_POOL,
+    retry_policy=STEP_RETRY_POLICY,
     description=(
         "Compares every live page id of the space (listed to the last cursor, ids only) with "
         "confluence_pages: pages gone from Confluence are soft-deleted and their chunks removed; pages newer "
@@ -361,6 +371,7 @@ def _partitioned_check_specs(asset: str, checks: dict[str, str]) -> list[dg.Asse
     group_name=GROUP,
     kinds={"openai", "postgres"},
     check_specs=_partitioned_check_specs("chunk_embeddings", CHECKS),
+    retry_policy=STEP_RETRY_POLICY,
     description=(
         "Embeds only chunks whose content hash has no embedding yet for the configured model and dimension, "
         "in batches, then swaps each page's chunks into archon_crawled_pages in one transaction. Only then "
