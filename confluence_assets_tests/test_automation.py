@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -27,6 +33,7 @@ from confluence_assets_tests.pipeline_support import (
     generated_site,
     resources_for,
     sandbox_servers,
+    step_failure_message,
     sync_space,
 )
 
@@ -276,7 +283,7 @@ def test_moves_are_found_by_reconciliation(migrated_db_url, instance, site):
     assert_matches_site(site, migrated_db_url, key)
 
 
-def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance, site):
+def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance, site, quick_step_retries):
     site_big = Site(timezone="Asia/Seoul")
     site_big.clock.set(SITE_NOW)
     generate_corpus(site_big, seed=8, spaces=1, pages_per_space=300, large_pages=0, empty_pages=0)
@@ -289,8 +296,8 @@ def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance
         sb.conf.faults.add("GET /wiki/api/v2/spaces/*/pages", status=500, skip=1, times=None)
         result = _reconcile(instance, resources, key, raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "HTTP 500 after every retry" in failure.step_failure_data.error.message
+    assert "HTTP 500 after every retry" in step_failure_message(result)
+    assert _events(result, "STEP_UP_FOR_RETRY", "page_reconciliation") == 2  # transient: the step retried
     state = db_state(migrated_db_url, key)
     assert not any(row["is_deleted"] for row in state["pages"].values())
     assert len(state["chunks"]) == len(state["pages"])
@@ -339,3 +346,293 @@ def test_deletion_strategy_can_be_set_through_reconciliation_config(migrated_db_
     assert not failed.success
     message = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.error.message
     assert "deletion strategy must be one of weekly_reconciliation, every_sync, on_demand" in message
+
+
+# -- the change sensor's budget, rate limits and unreadable pages ----------------------------------------------
+
+
+def _watermarked_site(count: int) -> tuple[Site, list[str]]:
+    site = Site(timezone="Asia/Seoul")
+    site.clock.set(SITE_NOW)
+    keys = [f"B{i:03d}" for i in range(count)]
+    for key in keys:
+        site.add_space(key, homepage_body="<p>home</p>", when=SITE_NOW - timedelta(days=1))
+    return site, keys
+
+
+def _mark_synced(db_url: str, keys: list[str]) -> None:
+    """archon_sources rows with a watermark, as a finished sync leaves them (so each space gets probed)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO archon_sources (source_id, metadata)
+               SELECT 'confluence_' || k, jsonb_build_object('last_sync_timestamp', %s::text)
+               FROM unnest(%s::text[]) k""",
+            (SITE_NOW.isoformat(), keys),
+        )
+
+
+def _done_in(result) -> set[str]:
+    cursor = json.loads(result.cursor)
+    return set(cursor["not_reached"]) | set(cursor["errors"])
+
+
+def test_the_probe_budget_holds_and_the_spaces_not_reached_go_first_next_tick(migrated_db_url, instance, monkeypatch):
+    from confluence_assets.defs import automation
+
+    site, keys = _watermarked_site(40)
+    budget = 1.5
+    monkeypatch.setattr(automation, "PROBE_BUDGET_SECONDS", budget)
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        instance.add_dynamic_partitions("confluence_spaces", keys)
+        _mark_synced(migrated_db_url, keys)
+        sb.conf.faults.add(SEARCH, delay=1.0, times=None)  # 8 probes at a time, 1 s each: 5 s for all 40
+        started = time.monotonic()
+        first, _ = _tick(confluence_change_sensor, instance, resources)
+        seconds = time.monotonic() - started
+        time.sleep(1.0)  # the probes still running at the deadline finish in the background
+        sent = _search_requests(sb)
+        second, _ = _tick(confluence_change_sensor, instance, resources, cursor=first.cursor)
+    assert seconds < budget + 1.0, seconds
+    not_reached = json.loads(first.cursor)["not_reached"]
+    # The first 8 answered in time; the 8 running at the deadline were abandoned, the queued ones cancelled.
+    assert len(not_reached) == 32 and not_reached == [k for k in keys if k not in keys[:8]]
+    assert sent <= 16, sent
+    assert first.skip_reason.skip_message.endswith("; 32 left for the next tick")
+    answered_second = set(keys) - _done_in(second)
+    assert len(answered_second) == 8 and answered_second <= set(not_reached)  # the ones left over went first
+
+
+def test_a_rate_limited_space_does_not_hold_the_tick_up(migrated_db_url, instance, site, monkeypatch):
+    from confluence_assets.defs import automation
+
+    keys = _spaces(site)
+    monkeypatch.setattr(automation, "PROBE_BUDGET_SECONDS", 15.0)
+    with sandbox_servers(site) as sb:
+        _synced(site, instance, migrated_db_url, sb)
+        # The sync's production settings: 30 s timeout, 6 retries, Retry-After honoured up to 120 s.
+        production = {"backoff_seconds": 0.5, "backoff_max_seconds": 30.0, "retry_after_cap_seconds": 120.0}
+        resources = resources_for(sb, migrated_db_url, confluence=production)
+        site.clock.advance(minutes=20)
+        site.edit_page(site.live_pages(keys[1])[3].id, body="<p>changed</p>")
+        sb.conf.faults.add(SEARCH, status=429, retry_after=120, query={"cql": f'*space = "{keys[0]}"*'}, times=None)
+        started = time.monotonic()
+        result, _ = _tick(confluence_change_sensor, instance, resources)
+        seconds = time.monotonic() - started
+    assert seconds < 6, seconds  # one retry after at most 3 s, not 6 x 120 s
+    assert [r.partition_key for r in result.run_requests] == [keys[1]]
+    cursor = json.loads(result.cursor)
+    assert "HTTP 429" in cursor["errors"][keys[0]] and cursor["not_reached"] == []
+
+
+def _leaf_pages(site: Site, key: str):
+    return [p for p in site.live_pages(key) if not site.child_ids(p.id) and p.parent_id]
+
+
+def test_a_change_behind_an_unreadable_newest_page_is_found(migrated_db_url, instance, site):
+    key = _spaces(site)[0]
+    with sandbox_servers(site) as sb:
+        resources = _synced(site, instance, migrated_db_url, sb)
+        visible, hidden = _leaf_pages(site, key)[:2]
+        site.clock.advance(minutes=20)
+        site.edit_page(visible.id, body="<p>a change everyone can read</p>")
+        site.clock.advance(minutes=1)
+        site.edit_page(hidden.id, body="<p>newer, but restricted</p>")
+        site.restrict_page(hidden.id, site.add_user("Someone Else"))
+        result, _ = _tick(confluence_change_sensor, instance, resources)
+    # The first result page (limit 1) is empty with a next link; the probe follows it to the readable change.
+    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [
+        (key, f"{key}:{visible.id}:v{visible.version + 1}")
+    ]
+
+
+def test_only_unreadable_changes_request_one_sync_per_watermark(migrated_db_url, instance, site):
+    keys = _spaces(site)
+    key = keys[0]
+    with sandbox_servers(site) as sb:
+        resources = _synced(site, instance, migrated_db_url, sb)
+        watermark = db_state(migrated_db_url, key)["source"]["last_sync_timestamp"]
+        other = site.add_user("Someone Else")
+        site.clock.advance(minutes=20)
+        for page in _leaf_pages(site, key)[:6]:  # more than the probe follows
+            site.clock.advance(minutes=1)
+            site.edit_page(page.id, body="<p>restricted change</p>")
+            site.restrict_page(page.id, other)
+        before = _search_requests(sb)
+        first, _ = _tick(confluence_change_sensor, instance, resources)
+        probes = _search_requests(sb) - before
+        again, _ = _tick(confluence_change_sensor, instance, resources)
+        sync_space(instance, resources, key)  # sees nothing it can read: the watermark stays
+        after_sync, _ = _tick(confluence_change_sensor, instance, resources)
+    expected = [(key, f"{key}:hidden:{watermark}")]
+    assert [(r.partition_key, r.run_key) for r in first.run_requests] == expected
+    assert probes == 6 + len(keys) - 1  # one request and five next links for key, one for each other space
+    # The same run key every tick (Dagster launches it once), until the watermark moves on.
+    assert [(r.partition_key, r.run_key) for r in again.run_requests] == expected
+    assert [(r.partition_key, r.run_key) for r in after_sync.run_requests] == expected
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_forbidden_and_missing_spaces_are_named_in_the_tick(migrated_db_url, instance, site):
+    keys = _spaces(site)
+    with sandbox_servers(site) as sb:
+        resources = _synced(site, instance, migrated_db_url, sb)
+        sb.conf.faults.add(SEARCH, status=403, query={"cql": f'*space = "{keys[0]}"*'}, times=None)
+        sb.conf.faults.add(SEARCH, status=404, query={"cql": f'*space = "{keys[1]}"*'}, times=None)
+        quiet, _ = _tick(confluence_change_sensor, instance, resources)
+        site.clock.advance(minutes=20)
+        site.edit_page(site.live_pages(keys[2])[1].id, body="<p>changed</p>")
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        handler = _Messages()
+        context.log.addHandler(handler)
+        busy = confluence_change_sensor(context)
+    # Nothing changed: the skip reason names the failing spaces and why.
+    reason = quiet.skip_reason.skip_message
+    assert reason.startswith(f"No changes in 1 spaces checked ({keys[2]}); 2 failed (")
+    assert re.search(rf"{keys[0]}: [^;]*HTTP 403", reason) and re.search(rf"{keys[1]}: [^;]*HTTP 404", reason)
+    # A tick that requests runs has no skip reason: its log names them.
+    assert [r.partition_key for r in busy.run_requests] == [keys[2]]
+    log = "\n".join(handler.messages)
+    assert re.search(rf"space {keys[0]}: .*HTTP 403", log) and re.search(rf"space {keys[1]}: .*HTTP 404", log)
+
+
+# -- space sensor: removals -------------------------------------------------------------------------------
+
+
+def test_removed_and_excluded_spaces_get_their_partitions_deleted(migrated_db_url, instance, site):
+    keys = _spaces(site)
+    with sandbox_servers(site) as sb:
+        discover_spaces(instance, resources_for(sb, migrated_db_url))
+        site.restrict_space(keys[0], site.add_user("Someone Else"))  # gone for these credentials
+        resources = resources_for(sb, migrated_db_url, space_selection={"exclude_keys": [keys[1]]})
+        result, _ = _tick(confluence_space_sensor, instance, resources)
+    assert not result.run_requests
+    deletes = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
+    assert [sorted(r.partition_keys) for r in deletes] == [sorted(keys[:2])]
+    assert not [r for r in result.dynamic_partitions_requests if isinstance(r, dg.AddDynamicPartitionsRequest)]
+    (event,) = result.asset_events
+    assert sorted(event.metadata["partitions_removed"].value) == sorted(keys[:2])
+
+
+# -- on_demand reconciliation -----------------------------------------------------------------------------
+
+
+def test_an_on_demand_space_is_reconciled_by_hand_only(migrated_db_url, instance, site):
+    keys = _spaces(site)
+    key = keys[0]
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url, space_selection={"deletion_strategies": {key: "on_demand"}})
+        discover_spaces(instance, resources)
+        for k in keys:
+            sync_space(instance, resources, k)
+        gone = site.live_pages(key)[3]
+        site.trash_page(gone.id)
+        sync_space(instance, resources, key)  # a sync of an on_demand space does not reconcile
+        assert not db_state(migrated_db_url, key)["pages"][gone.id]["is_deleted"]
+        context = dg.build_schedule_context(
+            instance=instance, resources=resources, scheduled_execution_time=datetime(2026, 6, 7, 3, 0, tzinfo=UTC)
+        )
+        scheduled = confluence_reconciliation_schedule(context)
+        assert key not in [r.partition_key for r in scheduled] and len(scheduled) == len(keys) - 1
+        by_hand = _reconcile(instance, resources, key)
+    assert asset_metadata(by_hand, "page_reconciliation")["deleted"] == 1
+    state = assert_matches_site(site, migrated_db_url, key)
+    assert state["pages"][gone.id]["is_deleted"] and gone.id not in state["chunks"]
+    assert state["source"]["deletion_check_strategy"] == "on_demand"
+
+
+# -- retries: step retry policy for transient failures, none for failures retrying cannot fix --------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RETRIED_ASSETS = ("confluence_spaces", "changed_pages", "page_reconciliation", "chunk_embeddings")
+
+
+@pytest.fixture
+def quick_step_retries(monkeypatch):
+    """The assets' own retry policies, with their delay cut to 10 ms (production: ~30 s, then ~90 s)."""
+    from confluence_assets.defs import assets
+
+    for name in RETRIED_ASSETS:
+        op = getattr(assets, name).op
+        policy = op.retry_policy
+        assert policy is not None, f"{name} has no retry policy"
+        assert (policy.max_retries, policy.backoff, policy.jitter) == (2, dg.Backoff.EXPONENTIAL, dg.Jitter.PLUS_MINUS)
+        monkeypatch.setattr(op, "_retry_policy", policy._replace(delay=0.01))
+
+
+def test_the_step_retry_delay_is_30_seconds_unless_its_variable_says_otherwise():
+    script = (
+        "import confluence_assets.defs.assets as a\n"
+        f"print(sorted({{getattr(a, n).op.retry_policy.delay for n in {RETRIED_ASSETS!r}}}))"
+    )
+    delays = {}
+    for value in (None, "0.25"):
+        env = {k: v for k, v in os.environ.items() if k != "CONFLUENCE_STEP_RETRY_DELAY_SECONDS"}
+        if value:
+            env["CONFLUENCE_STEP_RETRY_DELAY_SECONDS"] = value
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        delays[value] = out.stdout.strip()
+    assert delays == {None: "[30.0]", "0.25": "[0.25]"}
+
+
+def _events(result, event_type: str, step: str) -> int:
+    return sum(1 for e in result.all_events if e.event_type_value == event_type and e.step_key == step)
+
+
+def test_a_transient_embedding_failure_is_retried_by_the_step(migrated_db_url, instance, site, quick_step_retries):
+    key = _spaces(site)[0]
+    with sandbox_servers(site) as sb:
+        # The client retries once (2 requests per attempt); the provider fails 4 requests in a row, then
+        # recovers: attempts 1 and 2 of the step fail, attempt 3 (the policy's last retry) succeeds.
+        resources = resources_for(sb, migrated_db_url, embeddings={"max_retries": 1})
+        discover_spaces(instance, resources)
+        outage = sb.emb.faults.add("POST /v1/embeddings", status=500, times=4)
+        result = sync_space(instance, resources, key)
+    assert result.success
+    assert outage.applied == 4
+    assert _events(result, "STEP_UP_FOR_RETRY", "chunk_embeddings") == 2
+    assert_matches_site(site, migrated_db_url, key)
+
+
+def _project_run_retries() -> dict:
+    import yaml
+
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    return config["run_retries"]
+
+
+@pytest.mark.parametrize("service", ["confluence", "embeddings"])
+def test_a_rejected_credential_fails_the_step_once_and_the_run_is_not_retried(
+    migrated_db_url, site, quick_step_retries, service
+):
+    from dagster._core.events import RunFailureReason
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
+
+    key = _spaces(site)[0]
+    with dg.instance_for_test(overrides={"run_retries": _project_run_retries()}) as instance:
+        with sandbox_servers(site) as sb:
+            resources = resources_for(sb, migrated_db_url)
+            discover_spaces(instance, resources)
+            if service == "confluence":
+                rejected = sb.conf.faults.add(SEARCH, status=401, times=None)
+                step = "changed_pages"
+            else:
+                rejected = sb.emb.faults.add("POST /v1/embeddings", status=401, times=None)
+                step = "chunk_embeddings"
+            result = sync_space(instance, resources, key, raise_on_error=False)
+        assert not result.success
+        assert "HTTP 401" in step_failure_message(result)
+        assert _events(result, "STEP_START", step) == 1 and _events(result, "STEP_UP_FOR_RETRY", step) == 0
+        assert rejected.applied == 1  # one request: neither the client nor Dagster asked again
+        run = instance.get_run_by_id(result.run_id)
+        # A step failure is final; a run whose worker crashed is still retried as a whole run.
+        assert not auto_reexecution_should_retry_run(instance, run, RunFailureReason.STEP_FAILURE)
+        assert auto_reexecution_should_retry_run(instance, run, RunFailureReason.RUN_WORKER_RESTART)
