@@ -452,7 +452,7 @@ def _check_results(conn, space_key, model, dimensions, state_before, watermark) 
         "every_chunk_embedded": checks.chunks_without_embedding(conn, space_key, dimensions),
         "no_orphan_chunks": checks.orphan_chunks(conn, space_key),
         "embedding_model_matches": checks.embedding_dimension_matches(conn, space_key, model, dimensions),
-        "watermark_current": checks.watermark_current(state_before, watermark),
+        "watermark_current": checks.watermark_current(state_before, watermark, conn),
     }
     return [
         dg.AssetCheckResult(
