@@ -51,6 +51,14 @@ def materialised_path(page: Mapping[str, Any]) -> str:
     return "/" + "/".join([*ids, str(page.get("id") or "")])
 
 
+def sibling_position(page: Mapping[str, Any]) -> int | None:
+    """The page's place among its siblings (``extensions.position``; Confluence orders children by it)."""
+    position = _get(page, "extensions", "position")
+    if isinstance(position, bool) or not isinstance(position, int | float):
+        return None
+    return int(position)
+
+
 def known_titles(page: Mapping[str, Any], space_key: str | None) -> dict[tuple[str | None, str], str]:
     """Titles this page already knows the ids of (itself, ancestors, children): no lookup needed."""
     pages = [page, *(a for a in page.get("ancestors") or [] if isinstance(a, Mapping))]
@@ -136,7 +144,10 @@ def build_metadata(
         "created_at": _get(history, "createdDate"),
         "updated_at": _get(page, "version", "when") or _get(history, "lastUpdated", "when"),
         "path": path,
+        "position": sibling_position(page),
         "ancestors": [page_ref(a, ctx) for a in page.get("ancestors") or [] if isinstance(a, Mapping)],
+        # The expansion lists the first children only (25 on Cloud); the sync recomputes this list from
+        # the stored tree, keeping this order (see confluence_assets.sync.convert_step.refresh_children).
         "children": [page_ref(c, ctx) for c in _results(page, "children", "page")],
         "created_by": _person(_get(history, "createdBy"), ctx),
         "last_modified_by": _person(modified_by, ctx),
