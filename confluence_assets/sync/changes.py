@@ -4,6 +4,11 @@ One CQL search, bodies and versions expanded in the same requests, from the wate
 window (or the whole space on the first run). Each page is classified against what is indexed:
 new / updated (version above the indexed one) / restored (was soft-deleted) / unchanged (skipped), and
 pages already staged by an unfinished run stay staged.
+
+A result that comes without version information cannot be classified: it is skipped with its reason
+(``ChangeSummary.skipped``), the rest of the listing is staged. A page with more attachments than the
+``children.attachment`` expansion holds (25 on Cloud, with a ``next`` link) gets the rest of its list
+before it is staged: one more request per such page, none for the others.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from confluence_assets.confluence.client import ConfluenceAPI
+from confluence_assets.confluence.client import ConfluenceAPI, resolve_next
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.sync import crashpoints, sources
@@ -28,6 +34,9 @@ DEFAULT_OVERLAP = timedelta(minutes=10)
 # Bounded memory: stage in batches of pages or bytes of payload, whichever fills first.
 BATCH_PAGES = 100
 BATCH_BYTES = 16 * 1024 * 1024
+# The rest of an attachment list is asked for this many at a time (the server may cap it lower).
+ATTACHMENT_PAGE = 200
+MAX_ATTACHMENT_REQUESTS = 100  # per page: beyond that the list is kept as far as it got
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,10 @@ class ChangeSummary:
     restored: int = 0
     unchanged: int = 0
     already_staged: int = 0
+    attachment_requests: int = 0
     newest_change: datetime | None = None
     changes: list[StagedChange] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not classifiable
 
 
 def parse_when(value: str) -> datetime:
@@ -59,12 +70,61 @@ def parse_when(value: str) -> datetime:
 
 
 def page_version(page: dict) -> tuple[int, datetime]:
-    version = page.get("version") or {}
+    """(version number, when) of a search result; ValueError naming the page when it has none usable."""
+    version = page.get("version") if isinstance(page.get("version"), dict) else {}
+    history = page.get("history") if isinstance(page.get("history"), dict) else {}
+    last_updated = history.get("lastUpdated") if isinstance(history.get("lastUpdated"), dict) else {}
     number = version.get("number")
-    when = version.get("when") or (page.get("history") or {}).get("lastUpdated", {}).get("when")
+    when = version.get("when") or last_updated.get("when")
+    if not page.get("id"):
+        raise ValueError("a result came without an id")
     if number is None or when is None:
         raise ValueError(f"page {page.get('id')} came without version information (expand=version missing?)")
-    return int(number), parse_when(when)
+    try:
+        return int(number), parse_when(str(when))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"page {page.get('id')} came with unreadable version information: {number!r}, {when!r}"
+        ) from None
+
+
+def complete_attachments(api: ConfluenceAPI, page: dict) -> int:
+    """Follow the ``children.attachment`` expansion's ``next`` link to the end, merging the results into
+    ``page`` (in place) so that it lists every attachment. Returns the requests made (0 when the expansion
+    was complete). A failure is logged and the page keeps the attachments listed so far."""
+    listing = (page.get("children") or {}).get("attachment")
+    if not isinstance(listing, dict):
+        return 0
+    links = listing.get("_links") or {}
+    nxt = resolve_next(links, api.site_base)
+    results = list(listing.get("results") or [])
+    seen = {a.get("id") for a in results if isinstance(a, dict)}
+    requests = 0
+    followed: set[str] = set()
+    try:
+        while nxt and nxt not in followed and requests < MAX_ATTACHMENT_REQUESTS:
+            followed.add(nxt)
+            data = api.get_json(_with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
+            requests += 1
+            for att in data.get("results") or []:
+                if isinstance(att, dict) and att.get("id") not in seen:
+                    seen.add(att.get("id"))
+                    results.append(att)
+            nxt = resolve_next(data.get("_links") or {}, api.site_base)
+    except Exception as exc:  # the attachments a page lists are worth a warning, not the sync
+        log.warning("page %s: could not list all its attachments (%s); kept %d", page.get("id"), exc, len(results))
+    if requests:
+        listing["results"] = results
+        listing["size"] = len(results)
+        listing["_links"] = {k: v for k, v in links.items() if k != "next"}
+    return requests
+
+
+def _with_limit(url: str, limit: int) -> str:
+    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def classify(
@@ -133,7 +193,12 @@ def stage_changes(
         rows = []
         for page in batch:
             summary.seen += 1
-            version, when = page_version(page)
+            try:
+                version, when = page_version(page)
+            except ValueError as exc:
+                log.warning("%s: skipped a search result: %s", space_key, exc)
+                summary.skipped.append((str(page.get("id") or "?"), str(exc)))
+                continue
             if summary.newest_change is None or when > summary.newest_change:
                 summary.newest_change = when
             kind = classify(version, indexed.get(page["id"]), staged.get(page["id"]), reprocess=reprocess)
@@ -144,6 +209,7 @@ def stage_changes(
                 summary.already_staged += 1
                 continue
             setattr(summary, kind, getattr(summary, kind) + 1)
+            summary.attachment_requests += complete_attachments(api, page)
             summary.changes.append(StagedChange(page["id"], page.get("title") or "", version, kind, api.page_url(page)))
             rows.append((source_id, page["id"], version, page.get("title") or "", when, kind, json.dumps(page), run_id))
         if rows:

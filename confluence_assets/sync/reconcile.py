@@ -13,6 +13,10 @@ and nothing is deleted (an incomplete list must never look like deletions).
                                    next sync run
 - listed, gone when fetched     -> recorded as vanished (trashed or restricted between the listing and
                                    the fetch); the next reconciliation deletes it if it stays gone
+
+The children lists (``metadata.children``) of the parents of deleted pages are recomputed from the stored
+tree in the transaction that deletes them; moved and restored pages get theirs when page_metadata
+converts them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
 from confluence_assets.sync import sources
-from confluence_assets.sync.changes import page_version, upsert_staged_pages
+from confluence_assets.sync.changes import complete_attachments, page_version, upsert_staged_pages
+from confluence_assets.sync.convert_step import refresh_children
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class ReconcileSummary:
     restored: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not stageable
     chunks_removed: int = 0
     api_calls: int = 0
     duration_seconds: float = 0.0
@@ -58,6 +64,7 @@ class ReconcileSummary:
             "restored": len(self.restored),
             "requeued": len(self.requeued),
             "vanished": len(self.vanished),
+            "skipped": len(self.skipped),
             "chunks_removed": self.chunks_removed,
             "api_calls": self.api_calls,
             "duration_seconds": round(self.duration_seconds, 2),
@@ -157,12 +164,13 @@ def reconcile_space(
                 "DELETE FROM confluence_sync_staged_pages WHERE source_id = %s AND page_id = ANY(%s)",
                 (source_id, batch),
             )
+            refresh_children(conn, {stored[pid][2] for pid in batch if stored[pid][2]})
     summary.deleted = gone
 
     for kind, ids in (("restored", restored), ("requeued", missed)):
-        staged = _stage_by_id(api, conn, source_id, ids, kind, run_id)
+        staged = _stage_by_id(api, conn, source_id, ids, kind, run_id, summary.skipped)
         getattr(summary, kind).extend(staged)
-        vanished = sorted(set(ids) - set(staged))
+        vanished = sorted(set(ids) - set(staged) - {pid for pid, _ in summary.skipped})
         if vanished:
             log.warning("%s: %d pages listed but gone when fetched: %s", space_key, len(vanished), vanished[:20])
             summary.vanished.extend(vanished)
@@ -174,15 +182,28 @@ def reconcile_space(
 
 
 def _stage_by_id(
-    api: ConfluenceAPI, conn: psycopg.Connection, source_id: str, ids: list[str], kind: str, run_id: str | None
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    source_id: str,
+    ids: list[str],
+    kind: str,
+    run_id: str | None,
+    skipped: list[tuple[str, str]],
 ) -> list[str]:
-    """Fetch pages by id with their bodies and stage them; pages gone meanwhile are skipped."""
+    """Fetch pages by id with their bodies and stage them; pages gone meanwhile are left out, pages that
+    came without version information are added to ``skipped`` with the reason."""
     staged: list[str] = []
     for batch in _batches(ids, FETCH_BATCH):
         pages = list(api.search_pages(page_ids_cql(batch)))
         rows = []
         for page in pages:
-            version, when = page_version(page)
+            try:
+                version, when = page_version(page)
+            except ValueError as exc:
+                log.warning("%s: skipped a fetched page: %s", source_id, exc)
+                skipped.append((str(page.get("id") or "?"), str(exc)))
+                continue
+            complete_attachments(api, page)
             rows.append((source_id, page["id"], version, page.get("title") or "", when, kind, json.dumps(page), run_id))
             staged.append(page["id"])
         if rows:
