@@ -1,9 +1,15 @@
-"""Step 3 (page_chunks): chunk converted pages into staging, with heading context and content hashes."""
+"""Step 3 (page_chunks): chunk converted pages into staging, with heading context and content hashes.
+
+A page the chunker cannot split is recorded as failed with its reason (as page_metadata does for one
+that cannot be converted) and the others carry on; the next run converts and chunks it again, up to the
+same number of attempts.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -11,6 +17,9 @@ from psycopg.types.json import Jsonb
 from confluence_assets.confluence.client import join_url
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.sync import crashpoints
+from confluence_assets.sync.convert_step import FailedPage
+
+log = logging.getLogger(__name__)
 
 BATCH = 50
 
@@ -27,6 +36,7 @@ class ChunkSummary:
     pages: int = 0
     chunks: int = 0
     tokens: int = 0
+    failed: list[FailedPage] = field(default_factory=list)
 
 
 def chunk_staged(
@@ -57,13 +67,22 @@ def chunk_staged(
         with conn.transaction(), conn.cursor() as cur:
             for page_id, title, version, last_modified, markdown, webui in rows:
                 page_url = join_url(base_url, webui or f"/spaces/{space_key}/pages/{page_id}")
-                chunks = chunker(
-                    markdown or "",
-                    title,
-                    chunk_tokens=settings.chunk_tokens,
-                    overlap_tokens=settings.overlap_tokens,
-                    max_tokens=settings.max_tokens,
-                )
+                meta = {"page_id": page_id, "page_title": title, "page_url": page_url, "space_key": space_key}
+                try:
+                    chunks = chunker(
+                        markdown or "",
+                        title,
+                        chunk_tokens=settings.chunk_tokens,
+                        overlap_tokens=settings.overlap_tokens,
+                        max_tokens=settings.max_tokens,
+                    )
+                    staged = [_chunk_row(source_id, c, meta, version, last_modified) for c in chunks]
+                except Exception as exc:  # a chunker bug must cost one page, not the space
+                    log.exception("unexpected error chunking page %s", page_id)
+                    failure = FailedPage(page_id, title, f"chunking failed: {type(exc).__name__}: {exc}")
+                    _fail(cur, source_id, failure)
+                    summary.failed.append(failure)
+                    continue
                 cur.execute(
                     "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s",
                     (source_id, page_id),
@@ -73,34 +92,7 @@ def chunk_staged(
                          (source_id, page_id, chunk_number, content, embedding_text, metadata, content_hash,
                           token_count)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                    [
-                        (
-                            source_id,
-                            page_id,
-                            c.index,
-                            c.content,
-                            c.embedding_text,
-                            Jsonb(
-                                {
-                                    "source_type": "confluence",
-                                    "page_id": page_id,
-                                    "page_title": title,
-                                    "page_url": page_url,
-                                    "space_key": space_key,
-                                    "section_title": c.section_title,
-                                    "breadcrumb": c.breadcrumb,
-                                    "content_hash": c.content_hash,
-                                    "chunk_index": c.index,
-                                    "token_count": c.token_count,
-                                    "version": version,
-                                    "last_modified": last_modified.isoformat(),
-                                }
-                            ),
-                            c.content_hash,
-                            c.token_count,
-                        )
-                        for c in chunks
-                    ],
+                    staged,
                 )
                 cur.execute(
                     """UPDATE confluence_sync_staged_pages SET stage = 'chunked', updated_at = now()
@@ -113,3 +105,38 @@ def chunk_staged(
         crashpoints.reached("chunk_batch")
         if progress:
             progress(summary.pages)
+
+
+def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tuple:
+    metadata = {
+        "source_type": "confluence",
+        **meta,
+        "section_title": c.section_title,
+        "breadcrumb": c.breadcrumb,
+        "content_hash": c.content_hash,
+        "chunk_index": c.index,
+        "token_count": c.token_count,
+        "version": version,
+        "last_modified": last_modified.isoformat(),
+    }
+    return (
+        source_id,
+        meta["page_id"],
+        c.index,
+        c.content,
+        c.embedding_text,
+        Jsonb(metadata),
+        c.content_hash,
+        c.token_count,
+    )
+
+
+def _fail(cur: psycopg.Cursor, source_id: str, failure: FailedPage) -> None:
+    cur.execute(
+        "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s", (source_id, failure.page_id)
+    )
+    cur.execute(
+        """UPDATE confluence_sync_staged_pages SET stage = 'failed', error = %s, attempts = attempts + 1,
+             updated_at = now() WHERE source_id = %s AND page_id = %s""",
+        (failure.error[:2000], source_id, failure.page_id),
+    )
