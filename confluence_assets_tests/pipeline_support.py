@@ -14,7 +14,14 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from confluence_assets.defs.assets import changed_pages, chunk_embeddings, confluence_spaces, page_chunks, page_metadata
+from confluence_assets.defs.assets import (
+    changed_pages,
+    chunk_embeddings,
+    confluence_spaces,
+    page_chunks,
+    page_metadata,
+    page_reconciliation,
+)
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
 from confluence_assets.defs.resources import (
     ConfluenceResource,
@@ -25,6 +32,7 @@ from confluence_assets.defs.resources import (
 from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
 SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
+ALL_ASSETS = [confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings]
 SITE_ZONE = "Asia/Seoul"
 SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)  # the sandbox clock of every generated test site
 SEARCH = "GET /wiki/rest/api/content/search"  # the CQL listing endpoint, as fault rules name it
@@ -141,12 +149,61 @@ def db_state(db_url: str, space_key: str) -> dict[str, Any]:
             (source_id,),
         ).fetchone()[0]
         source_meta = conn.execute("SELECT metadata FROM archon_sources WHERE source_id = %s", (source_id,)).fetchone()
-    return {"pages": pages, "chunks": chunks, "staged": staged, "source": source_meta[0] if source_meta else None}
+        metadata = dict(
+            conn.execute("SELECT page_id, metadata FROM confluence_pages WHERE source_id = %s", (source_id,)).fetchall()
+        )
+        chunk_keys = conn.execute(
+            "SELECT url, chunk_number, count(*) FROM archon_crawled_pages WHERE source_id = %s GROUP BY 1, 2",
+            (source_id,),
+        ).fetchall()
+    return {
+        "pages": pages,
+        "chunks": chunks,
+        "staged": staged,
+        "source": source_meta[0] if source_meta else None,
+        "metadata": metadata,
+        "chunk_keys": {(url, number): n for url, number, n in chunk_keys},
+    }
+
+
+# archon_sources.metadata keys every run rewrites (its bookkeeping), left out of table snapshots.
+RUN_BOOKKEEPING = {"current_run_metrics", "sync_metrics", "last_sync_completed_at", "last_full_reconciliation"}
+
+
+def table_snapshot(db_url: str, space_key: str) -> dict[str, Any]:
+    """Every row the space owns, every column (updated_at and ids included), for "nothing changed"
+    comparisons: confluence_pages, archon_crawled_pages, staging, and the source row without the
+    bookkeeping each run writes (RUN_BOOKKEEPING, updated_at)."""
+    source_id = f"confluence_{space_key}"
+    with psycopg.connect(db_url) as conn:
+
+        def rows(query: str) -> list[tuple]:
+            return conn.execute(query, (source_id,)).fetchall()
+
+        source = conn.execute(
+            """SELECT source_url, source_display_name, title, summary, total_word_count, metadata
+               FROM archon_sources WHERE source_id = %s""",
+            (source_id,),
+        ).fetchone()
+        return {
+            "confluence_pages": rows("SELECT * FROM confluence_pages WHERE source_id = %s ORDER BY page_id"),
+            "archon_crawled_pages": rows(
+                "SELECT * FROM archon_crawled_pages WHERE source_id = %s ORDER BY url, chunk_number"
+            ),
+            "staged_pages": rows("SELECT * FROM confluence_sync_staged_pages WHERE source_id = %s ORDER BY page_id"),
+            "staged_chunks": rows(
+                "SELECT source_id, page_id, chunk_number, content_hash FROM confluence_sync_staged_chunks "
+                "WHERE source_id = %s ORDER BY page_id, chunk_number"
+            ),
+            "source": (*source[:-1], {k: v for k, v in source[-1].items() if k not in RUN_BOOKKEEPING}),
+        }
 
 
 def assert_matches_site(site: Site, db_url: str, space_key: str) -> dict[str, Any]:
-    """Every live page present once with the right version/title/path, chunks exactly once, all embedded;
-    no page that is not live is searchable."""
+    """Every live page present once with the sandbox's title, version, path (column and metadata.path),
+    ancestors (ids and titles), children (ids, as a set), labels, creator and attachments (every one,
+    beyond the expansion's 25 too); chunks exactly once per
+    (url, chunk_number), all embedded; no page that is not live is searchable."""
     state = db_state(db_url, space_key)
     live = {p.id: p for p in site.live_pages(space_key)}
     stored_live = {pid: row for pid, row in state["pages"].items() if not row["is_deleted"]}
@@ -154,15 +211,26 @@ def assert_matches_site(site: Site, db_url: str, space_key: str) -> dict[str, An
         f"missing {sorted(set(live) - set(stored_live))[:5]}, extra {sorted(set(stored_live) - set(live))[:5]}"
     )
     for pid, snap in live.items():
-        row = stored_live[pid]
+        row, meta = stored_live[pid], state["metadata"][pid]
         assert row["version"] == snap.version and row["indexed_version"] == snap.version, (pid, row, snap.version)
         assert row["title"] == snap.title
-        assert row["path"] == "/" + "/".join([*snap.ancestors, pid]), (pid, row["path"], snap.ancestors)
+        path = "/" + "/".join([*snap.ancestors, pid])
+        assert row["path"] == path and meta["path"] == path, (pid, row["path"], meta["path"], snap.ancestors)
+        ancestors = [(a["id"], a["title"]) for a in meta["ancestors"]]
+        assert ancestors == list(zip(snap.ancestors, snap.ancestor_titles, strict=True)), (pid, ancestors)
+        children = {c["id"] for c in meta["children"]}
+        assert children == set(site.child_ids(pid)), (pid, sorted(children ^ set(site.child_ids(pid))))
+        assert sorted(meta["labels"]) == sorted(snap.labels), (pid, meta["labels"], snap.labels)
+        assert (meta["created_by"] or {}).get("account_id") == site.page(pid).author_id, (pid, meta["created_by"])
+        listed = sorted(a["title"] for a in meta["asset_links"] if a["id"])  # id None: used, not listed
+        assert listed == sorted(snap.attachments), (pid, len(listed), len(snap.attachments))
         chunks = state["chunks"].get(pid)
         assert chunks, f"page {pid} has no chunks"
         assert [c[0] for c in chunks] == list(range(len(chunks)))
         assert all(c[2] == f"confluence://{space_key}/{pid}" for c in chunks)
         assert all(c[3] for c in chunks), f"page {pid} has unembedded chunks"
     assert set(state["chunks"]) <= set(live), "chunks of pages that are not live"
+    twice = {key: n for key, n in state["chunk_keys"].items() if n != 1}
+    assert not twice, f"chunks stored more than once per (url, chunk_number): {sorted(twice)[:5]}"
     assert state["staged"] == 0
     return state

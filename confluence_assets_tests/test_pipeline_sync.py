@@ -3,14 +3,17 @@ PostgreSQL, verified by SQL against the sandbox's ground truth."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
 import pytest
 
 from confluence_assets.sandbox import Site, generate_corpus, load_samples
+from confluence_assets.sandbox.shapes import CHILDREN_EXPANSION_LIMIT
 from confluence_assets_tests.pipeline_support import (
+    ALL_ASSETS,
+    SEARCH,
     SITE_NOW,
     assert_matches_site,
     asset_metadata,
@@ -20,6 +23,7 @@ from confluence_assets_tests.pipeline_support import (
     resources_for,
     sandbox_servers,
     sync_space,
+    table_snapshot,
 )
 
 
@@ -45,9 +49,13 @@ def test_full_sync_of_a_generated_space_and_the_real_samples(migrated_db_url, in
             assert all(c.passed for c in result.get_asset_check_evaluations())
             assert_matches_site(site, migrated_db_url, key)
             meta = asset_metadata(result, "changed_pages")
-            assert meta["full_load"] is True and meta["pages_new"] == len(site.live_pages(key))
-            # Bodies come with the listing: one search request per 50 pages, no per-page round trips.
-            assert meta["api_calls"] <= len(site.live_pages(key)) // 50 + 1
+            live = site.live_pages(key)
+            assert meta["full_load"] is True and meta["pages_new"] == len(live)
+            # Bodies come with the listing: one search request per 50 pages, no per-page round trips, except
+            # one for each page with more attachments than the expansion lists (three of the real samples).
+            overflowing = sum(len(p.attachments) > CHILDREN_EXPANSION_LIMIT for p in live)
+            assert overflowing == (3 if key == "QM" else 0)
+            assert meta["api_calls"] <= len(live) // 50 + 1 + overflowing
     with psycopg.connect(migrated_db_url) as conn:
         sources = dict(
             conn.execute(
@@ -86,21 +94,36 @@ def test_rerunning_without_changes_is_a_noop(migrated_db_url, instance, site):
     assert asset_metadata(result, "chunk_embeddings")["chunks_written"] == 0
 
 
+# Confluence requests each asset may make when it runs alone after a full sync of a space of <= 50 pages:
+# the space listing; the incremental search (overlap window); the v2 space lookup and its page listing.
+RERUN_REQUESTS = {
+    "confluence_spaces": 1,
+    "changed_pages": 1,
+    "page_reconciliation": 2,
+    "page_metadata": 0,
+    "page_chunks": 0,
+    "chunk_embeddings": 0,
+}
+
+
 def test_each_asset_rerun_alone_is_a_noop(migrated_db_url, instance, site):
     key = _space(site)
     with sandbox_servers(site) as sb:
         resources = resources_for(sb, migrated_db_url)
+        discover_spaces(instance, resources)
         sync_space(instance, resources, key)
-        before = db_state(migrated_db_url, key)
-        from confluence_assets_tests.pipeline_support import SYNC_ASSETS
-
-        for asset in SYNC_ASSETS:
-            result = dg.materialize(
-                [asset], partition_key=key, instance=instance, resources=resources, selection=[asset.key]
-            )
-            assert result.success
-            assert db_state(migrated_db_url, key)["chunks"] == before["chunks"], asset.key
-    assert db_state(migrated_db_url, key)["pages"] == before["pages"]
+        before = table_snapshot(migrated_db_url, key)
+        assert before["confluence_pages"] and before["archon_crawled_pages"]
+        assert [a.key.path[-1] for a in ALL_ASSETS] == list(RERUN_REQUESTS)
+        for asset in ALL_ASSETS:
+            name = asset.key.path[-1]
+            calls, embeddings = sb.conf.stats.total, sb.emb.stats.requests
+            partition = {} if name == "confluence_spaces" else {"partition_key": key}
+            result = dg.materialize([asset], instance=instance, resources=resources, selection=[asset.key], **partition)
+            assert result.success, name
+            assert table_snapshot(migrated_db_url, key) == before, name
+            assert sb.emb.stats.requests == embeddings, name
+            assert sb.conf.stats.total - calls == RERUN_REQUESTS[name], (name, sb.conf.stats.snapshot())
 
 
 def test_editing_one_paragraph_reembeds_only_that_pages_changed_chunks(migrated_db_url, instance, site):
@@ -198,10 +221,15 @@ def test_a_moved_page_brings_its_subtree_paths_along(migrated_db_url, instance, 
     assert_matches_site(site, migrated_db_url, key)  # descendants' paths were rewritten too
 
 
-def test_a_page_created_in_the_minute_the_watermark_straddles_is_not_missed(migrated_db_url, instance, site):
+@pytest.mark.parametrize("overlap_minutes", [10, 0], ids=["default-overlap", "no-overlap"])
+def test_a_page_created_in_the_minute_the_watermark_straddles_is_not_missed(
+    migrated_db_url, instance, site, overlap_minutes
+):
+    """With no overlap window only the minute flooring of the CQL date stands between the late page and
+    being missed: the search must start at the watermark's minute, not after it."""
     key = _space(site)
     with sandbox_servers(site) as sb:
-        resources = resources_for(sb, migrated_db_url)
+        resources = resources_for(sb, migrated_db_url, confluence={"overlap_minutes": overlap_minutes})
         site.clock.set(datetime(2026, 6, 1, 10, 0, 10, tzinfo=UTC))
         home = site.live_pages(key)[0].id
         site.create_page(key, "Watermark minute early page", "<p>early</p>", parent_id=home)
@@ -212,7 +240,10 @@ def test_a_page_created_in_the_minute_the_watermark_straddles_is_not_missed(migr
         site.clock.set(datetime(2026, 6, 1, 10, 0, 50, tzinfo=UTC))
         late = site.create_page(key, "Watermark minute late page", "<p>late</p>", parent_id=home)
         result = sync_space(instance, resources, key)
-    assert asset_metadata(result, "changed_pages")["pages_new"] == 1
+    changed = asset_metadata(result, "changed_pages")
+    since = datetime(2026, 6, 1, 19, 0) - timedelta(minutes=overlap_minutes)  # the watermark's minute in Seoul
+    assert f'lastModified >= "{since:%Y-%m-%d %H:%M}"' in changed["cql"]
+    assert changed["pages_new"] == 1
     assert late.id in assert_matches_site(site, migrated_db_url, key)["pages"]
 
 
@@ -309,3 +340,214 @@ def test_wrong_credentials_fail_the_run_clearly_and_keep_the_watermark(migrated_
     assert "rejected the credentials (HTTP 401)" in message and "CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN" in message
     assert "not-the-token" not in message
     assert db_state(migrated_db_url, key)["source"]["last_sync_timestamp"] == watermark
+
+
+def _metadata(db_url: str, page_id: str) -> dict:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT metadata FROM confluence_pages WHERE page_id = %s", (page_id,)).fetchone()[0]
+
+
+def _chunk_text(db_url: str, page_id: str) -> str:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT content FROM archon_crawled_pages WHERE metadata->>'page_id' = %s ORDER BY chunk_number",
+            (page_id,),
+        ).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+def _mention(user) -> str:
+    return f'<ac:link><ri:user ri:account-id="{user.account_id}" /></ac:link>'
+
+
+def test_mentions_show_the_names_of_users_who_authored_pages(migrated_db_url, instance, site):
+    """Names come from what the sync already has (authors of staged payloads, then of stored pages), with no
+    request for users; a user who authored nothing stays @user:<id>."""
+    key = _space(site)
+    creator = site.add_user("Mention Creator")
+    editor = site.add_user("Mention Editor")
+    quiet = site.add_user("Quiet Reader")  # mentioned, authored nothing
+    site.create_page(key, "Page by the mention creator", "<p>mine</p>", author=creator)
+    edited = site.live_pages(key)[5].id
+    site.edit_page(edited, body="<p>edited by the editor</p>", author=editor)
+    first, second = site.live_pages(key)[2].id, site.live_pages(key)[3].id
+    site.edit_page(first, body=f"<p>ask {_mention(creator)}, {_mention(editor)} or {_mention(quiet)}</p>")
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        mentions = {m["account_id"]: m["display_name"] for m in _metadata(migrated_db_url, first)["user_mentions"]}
+        assert mentions == {
+            creator.account_id: "Mention Creator",
+            editor.account_id: "Mention Editor",
+            quiet.account_id: None,
+        }
+        text = _chunk_text(migrated_db_url, first)
+        assert "@Mention Creator" in text and "@Mention Editor" in text and f"@user:{quiet.account_id}" in text
+        # Next sync: only this page is staged; the creator is known from the stored pages' metadata.
+        site.clock.advance(minutes=5)
+        site.edit_page(second, body=f"<p>thanks {_mention(creator)}</p>")
+        calls = sb.conf.stats.total
+        result = sync_space(instance, resources, key)
+        assert sb.conf.stats.total - calls <= 2  # the incremental search; nothing asked about users
+    assert asset_metadata(result, "page_metadata")["pages_converted"] == 1
+    assert _metadata(migrated_db_url, second)["user_mentions"][0]["display_name"] == "Mention Creator"
+    assert "@Mention Creator" in _chunk_text(migrated_db_url, second)
+    assert_matches_site(site, migrated_db_url, key)
+
+
+def test_children_lists_come_from_the_stored_tree(migrated_db_url, instance, site):
+    """The expansion lists 25 children; the parent's version does not change when a child is added, moved
+    away or trashed, so the parent is not re-staged: its list must follow the stored tree all the same."""
+    from confluence_assets.sync import sources
+
+    key = _space(site)
+    home = site.spaces[key].homepage_id
+    hub = site.create_page(key, "Hub with many children", "<p>hub</p>")
+    kids = [site.create_page(key, f"Hub child {i:02d}", f"<p>child {i}</p>", parent_id=hub.id) for i in range(30)]
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        listed = [c["id"] for c in _metadata(migrated_db_url, hub.id)["children"]]
+        assert listed == site.child_ids(hub.id) and len(listed) == 30  # all of them, in Confluence's order
+        assert_matches_site(site, migrated_db_url, key)
+
+        with psycopg.connect(migrated_db_url) as conn:
+            sources.set_deletion_strategy(conn, f"confluence_{key}", "every_sync")  # moves and trash are found
+        site.clock.advance(minutes=5)
+        added = site.create_page(key, "Hub child added later", "<p>new</p>", parent_id=hub.id)
+        site.move_page(kids[3].id, home)  # no new version: reconciliation finds it
+        site.trash_page(kids[7].id)
+        result = sync_space(instance, resources, key)
+    changed = asset_metadata(result, "changed_pages")
+    assert (changed["pages_new"], changed["pages_updated"]) == (1, 0)
+    # Requeued: the moved child, and the added one (staged by the search, not stored yet).
+    assert (changed["reconciliation"]["deleted"], changed["reconciliation"]["requeued"]) == (1, 2)
+    assert asset_metadata(result, "page_metadata")["pages_converted"] == 2  # added and moved: not the hub
+    listed = [c["id"] for c in _metadata(migrated_db_url, hub.id)["children"]]
+    assert listed == site.child_ids(hub.id)
+    assert added.id in listed and kids[3].id not in listed and kids[7].id not in listed
+    assert kids[3].id in {c["id"] for c in _metadata(migrated_db_url, home)["children"]}
+    assert_matches_site(site, migrated_db_url, key)
+
+
+ATTACHMENTS_ENDPOINT = "GET /wiki/rest/api/content/{id}/child/attachment"
+
+
+def test_attachments_beyond_the_expansion_are_listed_at_one_request_per_such_page(migrated_db_url, instance, site):
+    key = _space(site)
+    crowded = site.create_page(key, "Page with many attachments", "<p>files</p>")
+    names = [f"scan-{i:02d}.pdf" for i in range(60)]
+    for name in names:
+        site.add_attachment(crowded.id, name)
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        result = sync_space(instance, resources, key)
+        assert sb.conf.stats[ATTACHMENTS_ENDPOINT] == 1  # the rest of the list in one request, for that page only
+        searches = sb.conf.stats[SEARCH]
+    assert asset_metadata(result, "changed_pages")["api_calls"] == searches + 1
+    assets = _metadata(migrated_db_url, crowded.id)["asset_links"]
+    assert [a["title"] for a in assets] == names
+    assert all(a["id"] and a["media_type"] == "application/pdf" and a["download_url"] for a in assets)
+    assert_matches_site(site, migrated_db_url, key)
+
+
+def test_a_generated_full_sync_makes_at_most_one_request_per_25_pages(migrated_db_url, instance):
+    site = generated_site(4, pages=100)
+    key = _space(site)
+    with sandbox_servers(site) as sb:
+        sync_space(instance, resources_for(sb, migrated_db_url), key)
+        requests = sb.conf.stats.total
+    assert requests <= len(site.live_pages(key)) / 25
+    assert_matches_site(site, migrated_db_url, key)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [("900100", "900200", "900300", "900400"), ("900400", "900100", "900300", "900200")],
+    ids=["moved-page-converted-first", "renamed-page-converted-first"],
+)
+def test_a_moved_subtree_with_a_renamed_middle_page_has_right_paths_and_ancestors(migrated_db_url, instance, site, ids):
+    """Only the moved page (edited) and the renamed one are staged; their descendants, never re-staged, get
+    their path column, metadata.path and metadata.ancestors (ids, titles, urls) rewritten in the same
+    transaction, whichever of the two is converted first."""
+    key = _space(site)
+    top = site.create_page(key, "Subtree top", "<p>top</p>", page_id=ids[0])
+    middle = site.create_page(key, "Subtree middle", "<p>middle</p>", parent_id=top.id, page_id=ids[1])
+    lower = site.create_page(key, "Subtree lower", "<p>lower</p>", parent_id=middle.id, page_id=ids[2])
+    leaf = site.create_page(key, "Subtree leaf", "<p>leaf</p>", parent_id=lower.id, page_id=ids[3])
+    new_parent = next(p for p in site.live_pages(key) if len(p.ancestors) >= 2 and p.id not in ids)
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        site.clock.advance(minutes=3)
+        site.move_page(top.id, new_parent.id)
+        site.edit_page(top.id, body="<p>top, moved</p>")
+        site.rename_page(middle.id, "Subtree middle renamed")
+        result = sync_space(instance, resources, key)
+    assert asset_metadata(result, "page_metadata")["pages_converted"] == 2
+    state = assert_matches_site(site, migrated_db_url, key)
+    urls = {pid: meta["page_url"] for pid, meta in state["metadata"].items()}
+    assert "Subtree+middle+renamed" in urls[middle.id]
+    for page in (middle, lower, leaf):
+        snap = site.snapshot(page.id)
+        meta = state["metadata"][page.id]
+        assert state["pages"][page.id]["path"] == meta["path"] == "/" + "/".join([*snap.ancestors, page.id])
+        assert meta["ancestors"] == [
+            {"id": a, "title": t, "url": urls[a]} for a, t in zip(snap.ancestors, snap.ancestor_titles, strict=True)
+        ]
+    assert new_parent.id in [a["id"] for a in state["metadata"][leaf.id]["ancestors"]]
+
+
+def test_a_page_the_chunker_fails_on_is_recorded_and_the_rest_land(migrated_db_url, instance, site, monkeypatch):
+    from confluence_assets.content import chunk_markdown
+    from confluence_assets.defs import assets
+
+    key = _space(site)
+    victim = site.live_pages(key)[4]
+
+    def chunker(markdown, title, **kwargs):
+        if title == victim.title:
+            raise RecursionError("maximum recursion depth exceeded")
+        return chunk_markdown(markdown, title, **kwargs)
+
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        monkeypatch.setattr(assets, "chunk_markdown", chunker)
+        result = sync_space(instance, resources, key)
+        assert asset_metadata(result, "page_chunks")["pages_chunked"] == len(site.live_pages(key)) - 1
+        state = db_state(migrated_db_url, key)
+        assert set(state["chunks"]) == {p.id for p in site.live_pages(key)} - {victim.id}
+        with psycopg.connect(migrated_db_url) as conn:
+            stage, error, attempts = conn.execute(
+                "SELECT stage, error, attempts FROM confluence_sync_staged_pages WHERE page_id = %s", (victim.id,)
+            ).fetchone()
+        assert (stage, attempts) == ("failed", 1)
+        assert error == "chunking failed: RecursionError: maximum recursion depth exceeded"
+        monkeypatch.setattr(assets, "chunk_markdown", chunk_markdown)
+        sync_space(instance, resources, key)  # the next run converts and chunks it again
+    assert_matches_site(site, migrated_db_url, key)
+
+
+def test_a_search_result_without_version_is_skipped_with_its_reason(
+    migrated_db_url, instance, site, monkeypatch, caplog
+):
+    from confluence_assets.sandbox.shapes import Renderer
+
+    key = _space(site)
+    victim = site.live_pages(key)[6]
+    render = Renderer.content
+
+    def content(self, page, expand=None, *, top=False):
+        out = render(self, page, expand, top=top)
+        if page.id == victim.id:
+            out.pop("version", None)
+        return out
+
+    monkeypatch.setattr(Renderer, "content", content)
+    with sandbox_servers(site) as sb:
+        result = sync_space(instance, resources_for(sb, migrated_db_url), key)
+    changed = asset_metadata(result, "changed_pages")
+    assert changed["pages_listed"] == len(site.live_pages(key))
+    assert changed["pages_new"] == len(site.live_pages(key)) - 1
+    assert set(db_state(migrated_db_url, key)["pages"]) == {p.id for p in site.live_pages(key)} - {victim.id}
+    assert f"page {victim.id} came without version information" in caplog.text
