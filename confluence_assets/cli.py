@@ -61,7 +61,7 @@ def _cmd_db_url(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from confluence_assets.doctor import run_checks
 
-    checks = run_checks(args.database_url)
+    checks = run_checks(args.database_url, online=not args.offline)
     for check in checks:
         print(check.line())
     failed = sum(not c.ok for c in checks)
@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", _cmd_migrate, "apply pending SQL migrations")
     p = add("db-url", _cmd_db_url, "print the database URL in use (password masked)")
     p.add_argument("--dagster", action="store_true", help="print Dagster's storage URL instead")
-    add("doctor", _cmd_doctor, "check database, pgvector, migrations and settings")
+    p = add("doctor", _cmd_doctor, "check database, pgvector, migrations, settings and that Confluence answers")
+    p.add_argument("--offline", action="store_true", help="check settings only; make no request to Confluence")
     help_ = "run the Dagster UI and daemon on the embedded database (--sandbox: against the sandbox servers)"
     p = sub.add_parser("dev", help=help_, description=help_)
     p.set_defaults(handler=_cmd_dev)

@@ -28,9 +28,13 @@ class Check:
         return text
 
 
-def run_checks(database_url: str | None = None) -> list[Check]:
+def run_checks(database_url: str | None = None, *, online: bool = True) -> list[Check]:
+    """Every check; ``online`` also makes one request to Confluence with the configured credentials."""
     checks = _database_checks(database_url)
-    checks.append(_confluence_check())
+    settings_check = _confluence_check()
+    checks.append(settings_check)
+    if online and settings_check.ok:
+        checks.append(_confluence_reachable())
     checks.extend(_embedding_checks())
     return checks
 
@@ -130,6 +134,44 @@ def _confluence_check() -> Check:
         f"Cloud: set {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}; "
         f"Data Center: set {settings.CONFLUENCE_PAT}",
     )
+
+
+def _confluence_reachable() -> Check:
+    """One cheap authenticated request (the first space), with the change probe's short timeout."""
+    from confluence_assets.confluence.client import PROBE_RETRY, PROBE_TIMEOUT_SECONDS, ConfluenceAPI
+    from confluence_assets.confluence.errors import (
+        ConfluenceAuthError,
+        ConfluenceConfigError,
+        ConfluenceError,
+        ConfluenceNotFoundError,
+        ConfluencePermissionError,
+    )
+
+    name = "confluence reachable"
+    try:
+        api = ConfluenceAPI(
+            env(settings.CONFLUENCE_URL) or "",
+            email=env(settings.CONFLUENCE_EMAIL),
+            api_token=env(settings.CONFLUENCE_API_TOKEN),
+            personal_access_token=env(settings.CONFLUENCE_PAT),
+            timeout_seconds=PROBE_TIMEOUT_SECONDS,
+            retry=PROBE_RETRY,
+        )
+        try:
+            listed = api.get_json("rest/api/space", {"limit": 1})
+        finally:
+            api.close()
+    except (ConfluenceAuthError, ConfluencePermissionError) as exc:
+        return Check(name, False, str(exc), "check the credentials (a new API token or PAT if it was revoked)")
+    except (ConfluenceConfigError, ConfluenceNotFoundError) as exc:
+        return Check(
+            name, False, str(exc), f"check {settings.CONFLUENCE_URL} (Cloud: https://<site>.atlassian.net/wiki)"
+        )
+    except ConfluenceError as exc:
+        return Check(name, False, str(exc), "check the network path to that host, or try again later")
+    if not listed.get("results"):
+        return Check(name, True, "authenticated, but these credentials see no space")
+    return Check(name, True, "authenticated; spaces are visible")
 
 
 def _embedding_checks() -> list[Check]:

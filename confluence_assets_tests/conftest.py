@@ -23,6 +23,8 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="ca-test-"))
 os.environ["CONFLUENCE_ASSETS_HOME"] = str(_SESSION_HOME)
 for _name in ("DATABASE_URL", "DAGSTER_DATABASE_URL", "CONFLUENCE_ASSETS_SQL_DIR"):
     os.environ.pop(_name, None)
+# Step retries wait ~30 s in production; tests that fail a step on purpose need not wait (read at import).
+os.environ.setdefault("CONFLUENCE_STEP_RETRY_DELAY_SECONDS", "0.1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DB = "ca_template_migrated"

@@ -95,7 +95,7 @@ def test_migrate_refuses_an_edited_migration_in_one_line(fresh_db_url, tmp_path)
 
 
 def test_doctor_all_ok_on_a_migrated_database_and_prints_no_secret(migrated_db_url):
-    result = run_cli("doctor", env=all_settings(migrated_db_url))
+    result = run_cli("doctor", "--offline", env=all_settings(migrated_db_url))
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[:-1]] == ["OK"] * (len(lines) - 1)
@@ -131,13 +131,13 @@ def test_doctor_accepts_a_data_center_token_instead_of_email(migrated_db_url):
     env = all_settings(migrated_db_url)
     del env["CONFLUENCE_EMAIL"], env["CONFLUENCE_API_TOKEN"]
     env["CONFLUENCE_PAT"] = "dc-sekrit-pat-0042"
-    result = run_cli("doctor", env=env)
+    result = run_cli("doctor", "--offline", env=env)
     assert "OK   confluence: https://example.atlassian.net/wiki with a personal access token" in result.stdout
     assert "dc-sekrit-pat-0042" not in result.stdout
 
 
 def test_doctor_without_database_url_checks_the_embedded_server(embedded_server):
-    result = run_cli("doctor", env={"CONFLUENCE_URL": "https://example.atlassian.net/wiki", **SECRETS})
+    result = run_cli("doctor", "--offline", env={"CONFLUENCE_URL": "https://example.atlassian.net/wiki", **SECRETS})
     out = result.stdout
     assert "OK   database: embedded postgresql://" in out and "(PostgreSQL 1" in out, out
     assert "OK   pgvector: extension vector 0." in out, out  # created when the embedded server starts

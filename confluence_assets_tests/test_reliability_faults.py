@@ -11,7 +11,7 @@ import time
 import dagster as dg
 import pytest
 
-from confluence_assets.defs.assets import page_reconciliation
+from confluence_assets.defs.assets import STEP_RETRY_POLICY, page_reconciliation
 from confluence_assets.embeddings import Embedder
 from confluence_assets.sandbox import Site
 from confluence_assets_tests.pipeline_support import (
@@ -132,7 +132,8 @@ def test_a_listing_that_never_finishes_fails_the_run_instead_of_ending_early(mig
     with sandbox_servers(site) as sb:
         endless = sb.conf.faults.add(SEARCH, empty_page=True, skip=1, times=None)
         result = sync_space(instance, _resources(sb, migrated_db_url), key, raise_on_error=False)
-    assert not result.success and endless.applied == 7  # the same page again, retried 5 times after the first
+    # Per attempt: the same page again, retried 5 times after the first; the step itself is retried twice.
+    assert not result.success and endless.applied == 7 * (STEP_RETRY_POLICY.max_retries + 1)
     message = step_failure_message(result)
     assert "the listing was not taken as complete" in message and message.count("\n") == 0
     state = db_state(migrated_db_url, key)
@@ -269,7 +270,9 @@ def test_exhausted_embedding_quota_fails_clearly_and_writes_nothing_half(migrate
 # ---------------------------------------------------------------------------------------------- database
 
 
-def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrated_db_url, server_url, instance, site):
+def test_database_connections_dropped_mid_run_the_step_is_retried_and_converges(
+    migrated_db_url, server_url, instance, site
+):
     from confluence_assets.db.urls import database_name
     from confluence_assets_tests.conftest import _create_database, _drop_database
 
@@ -293,10 +296,16 @@ def test_database_connections_dropped_mid_run_then_the_next_run_converges(migrat
                 result = sync_space(instance, resources, key, raise_on_error=False)
                 killer.join(10)
                 assert killed and killed[0] >= 2  # the step's connection and the space lock's
-                assert not result.success
-                assert "lost the database connection" in step_failure_message(result)
-                assert db_state(migrated_db_url, key)["source"].get("last_sync_timestamp") is None
-                sync_space(instance, resources, key)
+                retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+                assert result.success and len(retries) == 1, [e.message for e in retries]
+                assert retries[0].step_key == "chunk_embeddings"
+                logged = [
+                    e.user_message
+                    for e in instance.all_logs(result.run_id)
+                    if "lost the database connection" in e.user_message and "retried" in e.user_message
+                ]
+                assert logged, "the reason of the retry is in the run's log"
+                sync_space(instance, resources, key)  # and a run after it is a no-op
             sync_space(instance, resources_for(sb, reference_url), key)
         assert not reader.violations, reader.violations[:5]
         assert_matches_site(site, migrated_db_url, key)

@@ -118,6 +118,35 @@ def test_no_secret_reaches_logs_events_config_metadata_errors_or_cli_output(
         assert [r.success for r in results] == [True, False, False, True, False]
         assert conf.stats["GET /wiki/rest/api/content/search"] >= 5 and emb.stats.requests >= 2
 
+        # The CLI a user runs to check the set-up, with every secret in its environment, while the servers
+        # answer: doctor authenticates against Confluence (once accepted, once refused with a 401).
+        cli_env = {k: v for k, v in os.environ.items() if k not in ("CONFLUENCE_ASSETS_TEST_CRASH_AT",)}
+        cli_env.update(CONFLUENCE_EMAIL=EMAIL, CONFLUENCE_API_TOKEN=API_TOKEN, CONFLUENCE_PAT=PAT)
+        for args in (["doctor"], ["doctor", "refused"], ["db-url"], ["db-url", "--dagster"]):
+            if args == ["doctor", "refused"]:
+                conf.faults.add("GET /wiki/rest/api/space", status=401, times=1)
+                args = ["doctor"]
+                refused = True
+            else:
+                refused = False
+            proc = subprocess.run(  # noqa: S603
+                [sys.executable, "-m", "confluence_assets.cli", *args],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            found += _leaks(proc.stdout + proc.stderr, f"confluence-assets {' '.join(args)}")
+            if args == ["db-url"]:
+                assert "ca_secret_role:***@" in proc.stdout, proc.stdout + proc.stderr
+            if args == ["doctor"]:  # it really looked: the database, Confluence, the embeddings settings
+                assert "OK   database: DATABASE_URL" in proc.stdout and "API key set" in proc.stdout, proc.stdout
+                if refused:
+                    assert "FAIL confluence reachable:" in proc.stdout and "CONFLUENCE_PAT" in proc.stdout, proc.stdout
+                else:
+                    assert "OK   confluence reachable: authenticated" in proc.stdout, proc.stdout
+        assert conf.stats["GET /wiki/rest/api/space"] >= 2
+
         for result in results:
             run = instance.get_run_by_id(result.run_id)
             found += _leaks(serialize_value(run.run_config), f"run config {result.run_id}")
@@ -139,20 +168,4 @@ def test_no_secret_reaches_logs_events_config_metadata_errors_or_cli_output(
     found += _leaks(out, "stdout") + _leaks(err, "stderr") + _leaks(caplog.text, "Python logging")
     assert "curl" in caplog.text  # the library did log at DEBUG: and the lines carry no credentials
 
-    # The CLI a user runs to check the set-up, with every secret in its environment.
-    cli_env = {k: v for k, v in os.environ.items() if k not in ("CONFLUENCE_ASSETS_TEST_CRASH_AT",)}
-    cli_env.update(CONFLUENCE_EMAIL=EMAIL, CONFLUENCE_API_TOKEN=API_TOKEN, CONFLUENCE_PAT=PAT)
-    for args in (["doctor"], ["db-url"], ["db-url", "--dagster"]):
-        proc = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "confluence_assets.cli", *args],
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        found += _leaks(proc.stdout + proc.stderr, f"confluence-assets {' '.join(args)}")
-        if args == ["db-url"]:
-            assert "ca_secret_role:***@" in proc.stdout, proc.stdout + proc.stderr
-        if args == ["doctor"]:  # it really looked: the database and both providers' settings
-            assert "OK   database: DATABASE_URL" in proc.stdout and "API key set" in proc.stdout, proc.stdout
     assert not found, found

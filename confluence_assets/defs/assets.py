@@ -5,6 +5,7 @@ plain step from confluence_assets.sync and turn its summary into metadata a user
 Nothing flows between assets in memory: each step reads and writes the durable staging tables.
 """
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,14 @@ import dagster as dg
 import psycopg
 
 from confluence_assets.confluence.cql import InvalidTimeZoneError
-from confluence_assets.confluence.errors import ConfluenceAuthError, ConfluenceConfigError, ConfluenceError
+from confluence_assets.confluence.errors import (
+    ConfluenceAuthError,
+    ConfluenceConfigError,
+    ConfluenceError,
+    ConfluenceNotFoundError,
+    ConfluencePermissionError,
+    ConfluenceRequestError,
+)
 from confluence_assets.confluence.keys import (
     InvalidSpaceKeyError,
     partition_key_to_space_key,
@@ -31,7 +39,7 @@ from confluence_assets.defs.resources import (
     PostgresResource,
     SpaceSelectionResource,
 )
-from confluence_assets.embeddings import EmbeddingAuthError, EmbeddingConfigError, EmbeddingError
+from confluence_assets.embeddings import EmbeddingAuthError, EmbeddingConfigError, EmbeddingError, EmbeddingQuotaError
 from confluence_assets.sync import checks, sources
 from confluence_assets.sync.changes import stage_changes
 from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
@@ -43,24 +51,51 @@ from confluence_assets.sync.spaces import SelectionError, refresh_spaces
 
 GROUP = "confluence"
 CONFLUENCE_POOL = "confluence_api"  # limits concurrent Confluence-calling steps across runs
+# Steps that call Confluence or the embeddings provider retry a transient failure (the provider still
+# failing after the client's own retries, a lost database connection) twice, ~30 s then ~60 s later.
+# Failures a retry cannot mend (credentials, settings, permissions, quota) raise allow_retries=False.
+STEP_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2,
+    delay=float(os.environ.get("CONFLUENCE_STEP_RETRY_DELAY_SECONDS") or 30),
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+FINAL_ERRORS = (
+    ConfluenceAuthError,
+    ConfluenceConfigError,
+    ConfluencePermissionError,
+    ConfluenceNotFoundError,
+    ConfluenceRequestError,
+    EmbeddingAuthError,
+    EmbeddingConfigError,
+    EmbeddingQuotaError,
+    InvalidSpaceKeyError,
+    InvalidTimeZoneError,
+    SelectionError,
+    sources.InvalidStrategyError,
+)
 
 
 @contextmanager
 def clear_failures() -> Iterator[None]:
-    """Errors a user must act on fail the step with their one-line message as the failure description."""
+    """Errors a user must act on fail the step with their one-line message as the failure description.
+    A transient one is also logged first: Dagster's retry event shows only that a retry was requested."""
     try:
         yield
-    except (ConfluenceAuthError, ConfluenceConfigError, EmbeddingAuthError, EmbeddingConfigError) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    except (InvalidSpaceKeyError, InvalidTimeZoneError, SelectionError, sources.InvalidStrategyError) as exc:
+    except FINAL_ERRORS as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except (ConfluenceError, EmbeddingError) as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise _transient(str(exc)) from None
     except psycopg.OperationalError as exc:
-        raise dg.Failure(
-            description=f"lost the database connection ({_first_line(exc)}); staged work is kept and the next "
-            "run continues from it"
+        raise _transient(
+            f"lost the database connection ({_first_line(exc)}); staged work is kept and the next "
+            "attempt continues from it"
         ) from None
+
+
+def _transient(description: str) -> dg.Failure:
+    dg.get_dagster_logger().warning(f"{description} (the step is retried per its retry policy)")
+    return dg.Failure(description=description)
 
 
 def _first_line(exc: Exception) -> str:
@@ -78,14 +113,7 @@ def _space(context: dg.AssetExecutionContext) -> tuple[str, str]:
     group_name=GROUP,
     kinds={"confluence", "postgres"},
     pool=CONFLUENCE_POOL,
-    retry_policy=(
-        STEP_RETRY_POLICY := dg.RetryPolicy(
-            max_retries=2,
-            delay=float(dg.EnvVar("CONFLUENCE_STEP_RETRY_DELAY_SECONDS").get_value() or 30),
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        )
-    ),
+    retry_policy=STEP_RETRY_POLICY,
     description=(
         "The Confluence spaces to sync: every space the credentials can see, filtered by the space "
         "selection (keys, type, status). Upserts one archon_sources row per space and keeps one "
