@@ -175,7 +175,7 @@ def convert_staged(
     """Convert every staged page waiting for it; ``conn`` must be in autocommit mode."""
     source_id = source_id_for(space_key)
     titles = _title_index(conn, source_id, space_key)
-    users = known_users(conn, source_id)
+    users: dict[str, str] | None = None  # read once there is something to convert
     summary = ConvertSummary()
 
     def resolve_title(target_space: str | None, title: str) -> str | None:
@@ -196,6 +196,8 @@ def convert_staged(
         if not rows:
             return summary
         last_id = rows[-1][0]
+        if users is None:
+            users = known_users(conn, source_id)
         done, failed = [], []
         for page_id, title, payload in rows:
             try:
