@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 ENV = "CONFLUENCE_ASSETS_TEST_CRASH_AT"
 POINTS = ("stage_batch", "convert_batch", "chunk_batch", "embed_batch", "swap_inside", "swap_done", "complete")
 _reached: dict[str, int] = {}
+_lock = threading.Lock()  # the chunk swap reaches its points from several threads
 
 
 def reached(point: str) -> None:
@@ -33,6 +35,7 @@ def reached(point: str) -> None:
     name, _, nth = spec.partition(":")
     if name != point:
         return
-    _reached[point] = _reached.get(point, 0) + 1
-    if _reached[point] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    with _lock:
+        _reached[point] = _reached.get(point, 0) + 1
+        if _reached[point] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

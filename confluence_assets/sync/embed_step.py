@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import psycopg
@@ -28,6 +30,8 @@ from confluence_assets.sync.convert_step import FailedPage
 log = logging.getLogger(__name__)
 
 HASH_BATCH = 512
+SWAP_WORKERS = 2  # connections swapping pages at once (see _swap_ready_pages)
+SWAP_PARALLEL_MIN_PAGES = 40  # fewer pages than this are swapped on the step's own connection
 
 
 @dataclass
@@ -56,8 +60,11 @@ def embed_and_swap(
     embedder: Embedder,
     *,
     progress: Callable[[str, int], None] | None = None,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    swap_workers: int = SWAP_WORKERS,
 ) -> EmbedSummary:
-    """Embed and swap every chunked page of the space; ``conn`` must be in autocommit mode."""
+    """Embed and swap every chunked page of the space; ``conn`` must be in autocommit mode. With
+    ``connect`` (a factory of autocommit connections), ``swap_workers`` connections swap pages at once."""
     source_id = source_id_for(space_key)
     summary = EmbedSummary()
     model, dims = embedder.model, embedder.dimensions
@@ -99,7 +106,7 @@ def embed_and_swap(
     started = time.monotonic()
     _embed_missing(conn, source_id, embedder, summary, progress)
     summary.embed_seconds = time.monotonic() - started
-    _swap_ready_pages(conn, source_id, space_key, dims, summary, progress)
+    _swap_ready_pages(conn, source_id, space_key, dims, summary, progress, connect, swap_workers)
     summary.swap_seconds = time.monotonic() - started - summary.embed_seconds
     crashpoints.reached("complete")
     return summary
@@ -164,8 +171,9 @@ def _swap_ready_pages(
     dimensions: int,
     summary: EmbedSummary,
     progress: Callable[[str, int], None] | None,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    workers: int = 1,
 ) -> None:
-    column = embedding_column(dimensions)
     ready = [
         row[0]
         for row in conn.execute(
@@ -177,15 +185,58 @@ def _swap_ready_pages(
             (source_id,),
         )
     ]
-    insert = sql.SQL(
-        """INSERT INTO archon_crawled_pages
-             (url, chunk_number, content, metadata, source_id, {col}, embedding_model, embedding_dimension)
-           SELECT %(url)s, chunk_number, content, metadata, source_id, embedding::{vtype}, embedding_model,
-                  embedding_dimension
-           FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
-           ORDER BY chunk_number"""
-    ).format(col=column, vtype=sql.SQL(f"vector({int(dimensions)})"))  # dimensions is whitelisted
-    for page_id in ready:
+    swap = _PageSwap(source_id, space_key, dimensions, summary)
+    reported = 0
+
+    def report() -> None:  # from the step's own thread only (Dagster's logger is not called from workers)
+        nonlocal reported
+        hundreds = summary.pages_swapped // 100 * 100
+        if progress and hundreds > reported:
+            progress("swapped", hundreds)
+            reported = hundreds
+
+    if connect is None or workers <= 1 or len(ready) < SWAP_PARALLEL_MIN_PAGES:
+        for page_id in ready:
+            swap.one(conn, page_id)
+            report()
+        return
+
+    # Inserting into the HNSW index is most of a swap's cost and runs in the database backend: a few
+    # connections swapping different pages use more than one core. Each page is still one transaction.
+    def worker(pages: list[str]) -> None:
+        with connect() as own:
+            for page_id in pages:
+                swap.one(own, page_id)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk-swap") as pool:
+        futures = [pool.submit(worker, ready[i::workers]) for i in range(workers)]
+        while wait(futures, timeout=1.0).not_done:
+            report()
+    report()
+    summary.swapped_page_ids.sort()
+    first = next((f.exception() for f in futures if f.exception() is not None), None)
+    if first is not None:
+        raise first
+
+
+class _PageSwap:
+    """One page's swap: delete its chunk rows, insert the staged ones, mark the version indexed, drop it
+    from staging, all in one transaction. Safe to call from several threads, each with its connection."""
+
+    def __init__(self, source_id: str, space_key: str, dimensions: int, summary: EmbedSummary) -> None:
+        self.source_id, self.space_key, self.summary = source_id, space_key, summary
+        self.insert = sql.SQL(
+            """INSERT INTO archon_crawled_pages
+                 (url, chunk_number, content, metadata, source_id, {col}, embedding_model, embedding_dimension)
+               SELECT %(url)s, chunk_number, content, metadata, source_id, embedding::{vtype}, embedding_model,
+                      embedding_dimension
+               FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
+               ORDER BY chunk_number"""
+        ).format(col=embedding_column(dimensions), vtype=sql.SQL(f"vector({int(dimensions)})"))  # whitelisted
+        self.lock = threading.Lock()
+
+    def one(self, conn: psycopg.Connection, page_id: str) -> None:
+        source_id = self.source_id
         with conn.transaction():
             deleted = conn.execute(
                 """DELETE FROM archon_crawled_pages
@@ -193,7 +244,7 @@ def _swap_ready_pages(
                 (page_id,),
             ).rowcount
             written = conn.execute(
-                insert, {"url": f"confluence://{space_key}/{page_id}", "sid": source_id, "pid": page_id}
+                self.insert, {"url": f"confluence://{self.space_key}/{page_id}", "sid": source_id, "pid": page_id}
             ).rowcount
             conn.execute(
                 """UPDATE confluence_pages cp SET indexed_version = sp.version, updated_at = now()
@@ -206,9 +257,9 @@ def _swap_ready_pages(
             )
             crashpoints.reached("swap_inside")
         crashpoints.reached("swap_done")
-        summary.pages_swapped += 1
-        summary.chunks_written += written
-        summary.chunks_deleted += deleted
-        summary.swapped_page_ids.append(page_id)
-        if progress and summary.pages_swapped % 100 == 0:
-            progress("swapped", summary.pages_swapped)
+        with self.lock:
+            summary = self.summary
+            summary.pages_swapped += 1
+            summary.chunks_written += written
+            summary.chunks_deleted += deleted
+            summary.swapped_page_ids.append(page_id)
