@@ -514,7 +514,9 @@ def test_a_page_the_chunker_fails_on_is_recorded_and_the_rest_land(migrated_db_u
         resources = resources_for(sb, migrated_db_url)
         monkeypatch.setattr(assets, "chunk_markdown", chunker)
         result = sync_space(instance, resources, key)
-        assert asset_metadata(result, "page_chunks")["pages_chunked"] == len(site.live_pages(key)) - 1
+        chunked = asset_metadata(result, "page_chunks")
+        assert chunked["pages_chunked"] == len(site.live_pages(key)) - 1 and chunked["pages_failed"] == 1
+        assert victim.id in chunked["failed_pages"] and "RecursionError" in chunked["failed_pages"]
         state = db_state(migrated_db_url, key)
         assert set(state["chunks"]) == {p.id for p in site.live_pages(key)} - {victim.id}
         with psycopg.connect(migrated_db_url) as conn:
@@ -548,6 +550,7 @@ def test_a_search_result_without_version_is_skipped_with_its_reason(
         result = sync_space(instance, resources_for(sb, migrated_db_url), key)
     changed = asset_metadata(result, "changed_pages")
     assert changed["pages_listed"] == len(site.live_pages(key))
-    assert changed["pages_new"] == len(site.live_pages(key)) - 1
+    assert changed["pages_new"] == len(site.live_pages(key)) - 1 and changed["pages_skipped"] == 1
+    assert victim.id in changed["skipped_pages"] and "without version information" in changed["skipped_pages"]
     assert set(db_state(migrated_db_url, key)["pages"]) == {p.id for p in site.live_pages(key)} - {victim.id}
     assert f"page {victim.id} came without version information" in caplog.text

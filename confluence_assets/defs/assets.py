@@ -32,7 +32,7 @@ from confluence_assets.confluence.keys import (
 )
 from confluence_assets.content import ConversionError, chunk_markdown, convert_page
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME, confluence_spaces_partitions_def
-from confluence_assets.defs.reporting import changes_table, failures_table, space_table
+from confluence_assets.defs.reporting import changes_table, failures_table, skipped_table, space_table
 from confluence_assets.defs.resources import (
     ConfluenceResource,
     EmbeddingsResource,
@@ -229,6 +229,9 @@ def changed_pages(
             "pages_restored": summary.restored,
             "pages_unchanged": summary.unchanged,
             "pages_already_staged": summary.already_staged,
+            "pages_skipped": len(summary.skipped),
+            "skipped_pages": dg.MetadataValue.md(skipped_table(summary.skipped)),
+            "attachment_requests": summary.attachment_requests,
             "api_calls": api.stats.attempts,
             "api_retries": api.stats.retries,
             "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
@@ -279,6 +282,8 @@ def page_reconciliation(
             "restored": len(summary.restored),
             "requeued": len(summary.requeued),
             "vanished": len(summary.vanished),
+            "skipped": len(summary.skipped),
+            "skipped_pages": dg.MetadataValue.md(skipped_table(summary.skipped)),
             "chunks_removed": summary.chunks_removed,
             "api_calls": summary.api_calls,
             "duration_seconds": round(summary.duration_seconds, 2),
@@ -363,11 +368,15 @@ def page_chunks(
             progress=lambda n: context.log.info(f"{space_key}: {n} pages chunked"),
         )
         sources.record_run_metrics(conn, source_id, context.run_id, {"chunks_staged": summary.chunks})
+    for failure in summary.failed:
+        context.log.warning(f"page {failure.page_id} ({failure.title}) failed: {failure.error}")
     return dg.MaterializeResult(
         metadata={
             "pages_chunked": summary.pages,
             "chunks": summary.chunks,
             "tokens_estimated": summary.tokens,
+            "pages_failed": len(summary.failed),
+            "failed_pages": dg.MetadataValue.md(failures_table(summary.failed)),
             "duration_seconds": round(time.monotonic() - started, 2),
         }
     )
@@ -419,6 +428,7 @@ def chunk_embeddings(
                 space_key,
                 embedder,
                 progress=lambda what, n: context.log.info(f"{space_key}: {n} {what}"),
+                connect=database.connect,
             )
             run_metrics = sources.record_run_metrics(
                 conn,

@@ -31,6 +31,15 @@ def failures_table(failures: Sequence) -> str:
     return "\n".join(lines + _more(len(failures)))
 
 
+def skipped_table(skipped: Sequence[tuple[str, str]]) -> str:
+    """Results Confluence returned that could not be staged: (page id, reason)."""
+    if not skipped:
+        return "No skipped pages."
+    lines = ["| page | reason |", "|---|---|"]
+    lines += [f"| {_cell(page_id)} | {_cell(reason[:200])} |" for page_id, reason in skipped[:MAX_ROWS]]
+    return "\n".join(lines + _more(len(skipped)))
+
+
 def space_table(spaces: Sequence) -> str:
     if not spaces:
         return "No spaces selected."
