@@ -41,27 +41,32 @@ class ConfluenceResource(dg.ConfigurableResource):
     overlap_minutes: int = Field(default=10, description="How far before the watermark each sync looks again")
 
     def api(self) -> ConfluenceAPI:
-        if not self.url:
-            raise ConfluenceConfigError("CONFLUENCE_URL is not set")
-        return ConfluenceAPI(
-            self.url,
-            email=self.email,
-            api_token=self.api_token,
-            personal_access_token=self.personal_access_token,
-            timeout_seconds=self.timeout_seconds,
-            retry=RetryPolicy(
+        return self._client(
+            self.timeout_seconds,
+            RetryPolicy(
                 max_retries=self.max_retries,
                 backoff_seconds=self.backoff_seconds,
                 backoff_max_seconds=self.backoff_max_seconds,
                 retry_after_cap_seconds=self.retry_after_cap_seconds,
             ),
-            page_size=self.page_size,
         )
 
     def probe_api(self) -> ConfluenceAPI:
         """A client for the change sensor's probes: at most the probe's timeout, retries and Retry-After
         cap (confluence_assets.confluence.client.PROBE_RETRY), whatever the sync's settings allow, so a
         slow or rate-limited space cannot hold a sensor tick up."""
+        return self._client(
+            min(self.timeout_seconds, PROBE_TIMEOUT_SECONDS),
+            RetryPolicy(
+                max_retries=min(self.max_retries, PROBE_RETRY.max_retries),
+                backoff_seconds=min(self.backoff_seconds, PROBE_RETRY.backoff_seconds),
+                backoff_max_seconds=min(self.backoff_max_seconds, PROBE_RETRY.backoff_max_seconds),
+                jitter_seconds=PROBE_RETRY.jitter_seconds,
+                retry_after_cap_seconds=min(self.retry_after_cap_seconds, PROBE_RETRY.retry_after_cap_seconds),
+            ),
+        )
+
+    def _client(self, timeout_seconds: float, retry: RetryPolicy) -> ConfluenceAPI:
         if not self.url:
             raise ConfluenceConfigError("CONFLUENCE_URL is not set")
         return ConfluenceAPI(
@@ -69,14 +74,8 @@ class ConfluenceResource(dg.ConfigurableResource):
             email=self.email,
             api_token=self.api_token,
             personal_access_token=self.personal_access_token,
-            timeout_seconds=min(self.timeout_seconds, PROBE_TIMEOUT_SECONDS),
-            retry=RetryPolicy(
-                max_retries=min(self.max_retries, PROBE_RETRY.max_retries),
-                backoff_seconds=min(self.backoff_seconds, PROBE_RETRY.backoff_seconds),
-                backoff_max_seconds=min(self.backoff_max_seconds, PROBE_RETRY.backoff_max_seconds),
-                jitter_seconds=PROBE_RETRY.jitter_seconds,
-                retry_after_cap_seconds=min(self.retry_after_cap_seconds, PROBE_RETRY.retry_after_cap_seconds),
-            ),
+            timeout_seconds=timeout_seconds,
+            retry=retry,
             page_size=self.page_size,
         )
 
