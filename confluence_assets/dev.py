@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -96,6 +97,15 @@ class SandboxHandle:
             settings.OPENAI_BASE_URL: self.emb.url,
         }
 
+    def search_hint(self) -> str:
+        """The command that searches what this sandbox syncs (its keys are the sandbox's own, not secrets)."""
+        home = os.environ.get("CONFLUENCE_ASSETS_HOME")
+        prefix = f"CONFLUENCE_ASSETS_HOME={shlex.quote(home)} " if home else ""
+        return (
+            f"{prefix}{settings.OPENAI_BASE_URL}={self.emb.url} {settings.OPENAI_API_KEY}={self.emb.api_key} "
+            f'confluence-assets search "your query"'
+        )
+
     def stop(self) -> None:
         self.conf.stop()
         self.emb.stop()
@@ -170,7 +180,10 @@ def run(args: argparse.Namespace, out=print) -> int:
             spaces = ", ".join(sandbox.spaces)
             out(f"sandbox Confluence {sandbox.conf.url} (spaces {spaces}; credentials passed to Dagster)")
             out(f"sandbox embeddings {sandbox.emb.url} (a lexical stand-in, not a semantic model)")
-        proc = subprocess.Popen(dagster_command(args), env=env, start_new_session=True)
+            out(f"search from another shell: {sandbox.search_hint()}")
+        # In DAGSTER_HOME, so that Dagster does not warn about the project's dagster.yaml in the current
+        # directory (the copy in DAGSTER_HOME is the one in use).
+        proc = subprocess.Popen(dagster_command(args), env=env, cwd=env["DAGSTER_HOME"], start_new_session=True)
         ui = f"http://{args.host}:{args.port}"
         if _wait_for_ui(ui, proc):
             out(f"Dagster UI {ui}  (DAGSTER_HOME={env['DAGSTER_HOME']}); Ctrl-C stops everything")

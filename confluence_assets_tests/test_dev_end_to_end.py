@@ -9,8 +9,10 @@ many ticks follow, then stops everything and checks that no process carrying the
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -186,6 +188,13 @@ def test_dev_sandbox_backfill_sensor_and_clean_stop(dev_server):
         ]
     assert set(chunks) == {"confluence_ENG", "confluence_OPS", "confluence_QM"} and min(chunks.values()) > 10
     assert unembedded == 0
+
+    # The search command dev prints for the sandbox works as printed, from another shell.
+    hint = re.search(r"search from another shell: (.+)", output).group(1)
+    command = hint.replace("confluence-assets", shlex.quote(CLI)).replace('"your query"', "QueryPie --space QM --json")
+    found = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)  # noqa: S602
+    assert found.returncode == 0, found.stderr
+    assert {r["space_key"] for r in json.loads(found.stdout)} == {"QM"}
 
     # 3. Edit a page in the sandbox Confluence through the real client; the daemon's sensor tick sees it.
     confluence = Confluence(conf_url, username=DEFAULT_EMAIL, password=DEFAULT_API_TOKEN)
