@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from confluence_assets.confluence.client import ConfluenceAPI
+from confluence_assets.sync.locks import space_lock_key
 from confluence_assets.sync.probe import probe_spaces
 from confluence_assets_tests.crash_matrix import start_worker
 from confluence_assets_tests.pipeline_support import (
@@ -125,11 +126,17 @@ def test_two_runs_of_the_same_space_are_serialised_by_the_space_lock(migrated_db
     granted_max = [0]
     stop = threading.Event()
 
+    # The space's lock only: each step also runs the migration check, which takes an advisory lock of its own.
+    unsigned = space_lock_key(f"confluence_{key}") & 0xFFFF_FFFF_FFFF_FFFF
+    classid, objid = unsigned >> 32, unsigned & 0xFFFF_FFFF
+
     def watch_locks() -> None:
         with psycopg.connect(server_url, autocommit=True) as conn:
             while not stop.is_set():
                 rows = conn.execute(
-                    "SELECT granted, count(*) FROM pg_locks WHERE locktype = 'advisory' GROUP BY granted"
+                    """SELECT granted, count(*) FROM pg_locks WHERE locktype = 'advisory'
+                         AND classid = %s::oid AND objid = %s::oid AND objsubid = 1 GROUP BY granted""",
+                    (classid, objid),
                 ).fetchall()
                 counts = dict(rows)
                 granted_max[0] = max(granted_max[0], counts.get(True, 0))

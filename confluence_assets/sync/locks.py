@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import psycopg
 
 
-def _lock_key(source_id: str) -> int:
+def space_lock_key(source_id: str) -> int:
     # A stable signed 64-bit key per source (hashtext() is not guaranteed stable across versions).
     return int.from_bytes(hashlib.sha256(b"confluence-sync:" + source_id.encode()).digest()[:8], "big", signed=True)
 
@@ -22,8 +22,8 @@ def space_lock(url: str, source_id: str) -> Iterator[None]:
     process that dies releases it with its connection.
     """
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(source_id),))
+        conn.execute("SELECT pg_advisory_lock(%s)", (space_lock_key(source_id),))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(source_id),))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (space_lock_key(source_id),))
