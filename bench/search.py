@@ -391,6 +391,17 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("bench/search.py needs numpy: ./run --version installs the dev extras", file=sys.stderr)
         return 2
+    if os.environ.get("DATABASE_URL"):
+        return measure(args)
+    from confluence_assets.db.embedded import stop_embedded_server
+
+    try:
+        return measure(args)
+    finally:  # the loaded data stays under --home for the next run; the server does not keep running
+        stop_embedded_server(args.home)
+
+
+def measure(args: argparse.Namespace) -> int:
     url = database_url(args.home)
 
     from confluence_assets.db import migrations
