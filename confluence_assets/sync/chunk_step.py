@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from confluence_assets.confluence.client import join_url
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.sync import crashpoints
-from confluence_assets.sync.convert_step import FailedPage
+from confluence_assets.sync.convert_step import FailedPage, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,4 @@ def _fail(cur: psycopg.Cursor, source_id: str, failure: FailedPage) -> None:
     cur.execute(
         "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s", (source_id, failure.page_id)
     )
-    cur.execute(
-        """UPDATE confluence_sync_staged_pages SET stage = 'failed', error = %s, attempts = attempts + 1,
-             updated_at = now() WHERE source_id = %s AND page_id = %s""",
-        (failure.error[:2000], source_id, failure.page_id),
-    )
+    record_failure(cur, source_id, failure)

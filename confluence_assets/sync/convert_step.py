@@ -41,6 +41,15 @@ class FailedPage:
     error: str
 
 
+def record_failure(conn: psycopg.Connection | psycopg.Cursor, source_id: str, failure: FailedPage) -> None:
+    """Mark a staged page failed with its reason; a later run tries it again, up to MAX_ATTEMPTS."""
+    conn.execute(
+        """UPDATE confluence_sync_staged_pages SET stage = 'failed', error = %s, attempts = attempts + 1,
+             updated_at = now() WHERE source_id = %s AND page_id = %s""",
+        (failure.error[:2000], source_id, failure.page_id),
+    )
+
+
 @dataclass
 class ConvertSummary:
     converted: int = 0
@@ -219,11 +228,7 @@ def convert_staged(
                     (converted.markdown, source_id, page_id),
                 )
             for f in failed:
-                conn.execute(
-                    """UPDATE confluence_sync_staged_pages SET stage = 'failed', error = %s,
-                         attempts = attempts + 1, updated_at = now() WHERE source_id = %s AND page_id = %s""",
-                    (f.error[:2000], source_id, f.page_id),
-                )
+                record_failure(conn, source_id, f)
             refresh_children(conn, parents)
         crashpoints.reached("convert_batch")
         summary.converted += len(done)
