@@ -2,14 +2,14 @@
 
 argparse (standard library) rather than click/typer: the commands are few and flat, and it keeps the
 dependency list to the packages the product is built on. Each command prints one clear line on failure
-(no traceback) and exits non-zero.
+(no traceback) and exits non-zero; a setting with a bad value (:class:`~confluence_assets.settings.SettingsError`)
+is such a failure too.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from confluence_assets import __version__
+from confluence_assets import __version__, settings
 
 log = logging.getLogger("confluence_assets")
 
@@ -38,12 +38,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     for m in applied:
         print(f"applied {m.version}/{m.name} ({m.checksum})")
     print(f"database {target.masked} is up to date ({len(applied)} applied now)")
-    home = os.environ.get("DAGSTER_HOME")
+    home = settings.env(settings.DAGSTER_HOME)
     if home and Path(home, "dagster.yaml").is_file():  # a deployment: create its pools before any run
         from confluence_assets.defs.pools import prepare_pools_in
 
         for pool, limit in prepare_pools_in(home).items():
-            print(f"Dagster pool {pool}: {limit} slots (DAGSTER_HOME={home})")
+            print(f"Dagster pool {pool}: {limit} slots ({settings.DAGSTER_HOME}={home})")
     return 0
 
 
@@ -89,6 +89,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     from confluence_assets.sandbox.demo import serve
 
+    _apply_sandbox_defaults(args)
     try:
         return serve(args, out=lambda line: print(line, flush=True))
     except ZoneInfoNotFoundError:
@@ -97,21 +98,45 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
 
+# The flags whose default is a setting (their SANDBOX_* environment twins, so that a demo can be configured
+# without flags: SANDBOX_LATENCY=0.05 ./run sandbox): flag destination -> SandboxSettings field.
+_SANDBOX_SETTING_DEFAULTS = {
+    "host": "host",
+    "confluence_port": "confluence_port",
+    "embeddings_port": "embeddings_port",
+    "timezone": "timezone",
+    "latency": "latency_seconds",
+    "faults": "confluence_faults",
+    "embeddings_faults": "embeddings_faults",
+}
+
+
+def _apply_sandbox_defaults(args: argparse.Namespace) -> None:
+    """Fill the flags left unset from ``settings.load().sandbox``.
+
+    Loaded when the sandbox command runs, not when the parser is built, so that a bad value of some
+    setting never breaks the other commands (``doctor`` above all), and reaches the user as one line.
+    """
+    defaults = settings.load().sandbox
+    for dest, field in _SANDBOX_SETTING_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, getattr(defaults, field))
+
+
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
-    # Environment twins let a demo be configured without flags (SANDBOX_LATENCY=0.05 ./run sandbox).
-    env = os.environ.get
-    parser.add_argument("--host", default=env("SANDBOX_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
+    # default=None: filled from the settings (SANDBOX_*) by _apply_sandbox_defaults.
+    parser.add_argument("--host", default=None, help=f"address to bind (default ${settings.SANDBOX_HOST} or 127.0.0.1)")
     parser.add_argument(
         "--confluence-port",
         type=int,
-        default=int(env("SANDBOX_CONFLUENCE_PORT", "8090")),
-        help="Confluence port (0: any free port; default 8090)",
+        default=None,
+        help=f"Confluence port (0: any free port; default ${settings.SANDBOX_CONFLUENCE_PORT} or 8090)",
     )
     parser.add_argument(
         "--embeddings-port",
         type=int,
-        default=int(env("SANDBOX_EMBEDDINGS_PORT", "8091")),
-        help="embeddings port (0: any free port; default 8091)",
+        default=None,
+        help=f"embeddings port (0: any free port; default ${settings.SANDBOX_EMBEDDINGS_PORT} or 8091)",
     )
     parser.add_argument("--seed", type=int, default=7, help="corpus seed (same seed, same corpus)")
     parser.add_argument("--spaces", type=int, default=3, help="generated spaces (default 3)")
@@ -121,25 +146,27 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-dir", default=None, help="sample pages (default: the packaged confluence_samples/)")
     parser.add_argument(
         "--timezone",
-        default=env("SANDBOX_TIMEZONE", "Asia/Seoul"),
-        help="site time zone CQL dates are read in (default Asia/Seoul)",
+        default=None,
+        help=f"site time zone CQL dates are read in (default ${settings.SANDBOX_TIMEZONE} or Asia/Seoul)",
     )
     parser.add_argument("--context-path", default="/wiki", help='"/wiki" (Cloud, default) or "" (Data Center)')
     parser.add_argument(
         "--latency",
         type=float,
-        default=float(env("SANDBOX_LATENCY", "0") or 0),
-        help="seconds added to every Confluence request",
+        default=None,
+        help=f"seconds added to every Confluence request (default ${settings.SANDBOX_LATENCY} or 0)",
     )
     parser.add_argument(
         "--faults",
-        default=env("SANDBOX_CONFLUENCE_FAULTS", ""),
-        help='Confluence fault rules, e.g. "endpoint=GET /wiki/rest/api/search,status=429,every=5"',
+        default=None,
+        help=f"Confluence fault rules (default ${settings.SANDBOX_CONFLUENCE_FAULTS}), e.g. "
+        '"endpoint=GET /wiki/rest/api/search,status=429,every=5"',
     )
     parser.add_argument(
         "--embeddings-faults",
-        default=env("SANDBOX_EMBEDDINGS_FAULTS", ""),
-        help='embeddings fault rules, e.g. "status=429,retry_after=1,every=10"',
+        default=None,
+        help=f"embeddings fault rules (default ${settings.SANDBOX_EMBEDDINGS_FAULTS}), e.g. "
+        '"status=429,retry_after=1,every=10"',
     )
 
 
@@ -215,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--database-url",
             default=None,
-            help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server)",
+            help=f"PostgreSQL URL (default: ${settings.DATABASE_URL}, else the embedded server)",
         )
         return p
 
@@ -263,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except CommandError as exc:
+    except (CommandError, settings.SettingsError) as exc:  # SettingsError: one line naming each bad variable
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (OSError, psycopg.OperationalError) as exc:  # unreachable database, missing files

@@ -1,9 +1,11 @@
 """``confluence-assets dev``: the Dagster UI and daemon on the embedded database, in one command.
 
-Starts the embedded PostgreSQL if needed, applies migrations, prepares DAGSTER_HOME (dagster.yaml with
-storage in the same PostgreSQL) and runs ``dagster dev`` in its own process group. With ``--sandbox`` it
-also serves the sandbox Confluence (a generated corpus plus the real sample pages) and the lexical
-embeddings server from this process and points the resources at them. Ctrl-C or SIGTERM stops
+Reads the settings first (a bad value stops it in one line, before anything starts), starts the embedded
+PostgreSQL if needed, applies migrations, prepares DAGSTER_HOME (dagster.yaml with storage in the same
+PostgreSQL) and runs ``dg dev`` in its own process group: on the dg project (``[tool.dg]`` in the source
+checkout's pyproject.toml), or on the module ``confluence_assets.definitions`` in a wheel install. With
+``--sandbox`` it also serves the sandbox Confluence (a generated corpus plus the real sample pages) and the
+lexical embeddings server from this process and points the resources at them. Ctrl-C or SIGTERM stops
 everything it started: Dagster's process group, the sandbox servers, and the embedded server.
 """
 
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -27,12 +30,15 @@ import psutil
 
 from confluence_assets import settings
 from confluence_assets.db import embedded, migrations
-from confluence_assets.db.connection import DATABASE_URL_ENV, resolve_dagster_storage_url, resolve_database
+from confluence_assets.db.connection import resolve_dagster_storage_url, resolve_database
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-STORAGE_URL_ENV = "CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL"
+STORAGE_URL_ENV = settings.CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL  # alias; dagster.yaml reads it
+DEFINITIONS_MODULE = "confluence_assets.definitions"
+# Not a setting of ours: the variable by which dg tells which virtual environment is active.
+VIRTUAL_ENV = "VIRTUAL_ENV"
 
 
 def _project_file(name: str) -> Path | None:
@@ -53,13 +59,36 @@ def prepare_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
+def dg_project_root() -> Path | None:
+    """The source checkout's root when its pyproject.toml makes it a dg project (``[tool.dg]``), else None."""
+    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+    try:
+        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return pyproject.parent if "dg" in config.get("tool", {}) else None
+
+
 def dagster_command(args: argparse.Namespace) -> list[str]:
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster) if dagster.exists() else "dagster", "dev", "-h", args.host, "-p", str(args.port)]
-    workspace = _project_file("workspace.yaml")
-    if workspace is not None:
-        return [*command, "-w", str(workspace)]
-    return [*command, "-m", "confluence_assets.definitions"]
+    """``dg dev`` (the ``dg`` beside this Python) on the dg project, or on the module in a wheel install.
+
+    With ``--target-path``, dg reads the project's ``[tool.dg]`` and runs Dagster from the project root
+    (it changes directory there itself, whatever our cwd); the instance is still ``$DAGSTER_HOME``'s.
+    """
+    dg = Path(sys.executable).with_name("dg")
+    command = [str(dg) if dg.exists() else "dg", "dev", "-h", args.host, "-p", str(args.port)]
+    root = dg_project_root()
+    if root is not None:
+        return [*command, "--target-path", str(root)]
+    return [*command, "-m", DEFINITIONS_MODULE]
+
+
+def dg_environment(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this interpreter's virtual environment marked active (as ``activate`` does): dg warns
+    when the project's .venv is not the active one, and it is, even when nobody activated it."""
+    if sys.prefix != sys.base_prefix:
+        return {**env, VIRTUAL_ENV: sys.prefix}
+    return env
 
 
 class SandboxHandle:
@@ -99,8 +128,8 @@ class SandboxHandle:
 
     def search_hint(self) -> str:
         """The command that searches what this sandbox syncs (its keys are the sandbox's own, not secrets)."""
-        home = os.environ.get("CONFLUENCE_ASSETS_HOME")
-        prefix = f"CONFLUENCE_ASSETS_HOME={shlex.quote(home)} " if home else ""
+        home = settings.env(settings.CONFLUENCE_ASSETS_HOME)
+        prefix = f"{settings.CONFLUENCE_ASSETS_HOME}={shlex.quote(home)} " if home else ""
         return (
             f"{prefix}{settings.OPENAI_BASE_URL}={self.emb.url} {settings.OPENAI_API_KEY}={self.emb.api_key} "
             f'confluence-assets search "your query"'
@@ -124,7 +153,7 @@ def _wait_for_ui(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bo
 
 
 def _stop_dagster(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """Stop `dagster dev` and every process under it.
+    """Stop `dg dev` and every process under it.
 
     Dagster's code servers launch run workers that outlive their parent if it dies first, so the whole
     tree is recorded before the signal and whatever survives the grace period is killed.
@@ -153,8 +182,9 @@ def _stop_dagster(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 def run(args: argparse.Namespace, out=print) -> int:
+    config = settings.load()  # the code location loads the same settings: refuse a bad value here, first
     home = embedded.assets_home()
-    uses_embedded = not os.environ.get(DATABASE_URL_ENV)
+    uses_embedded = config.database.url is None
     started_db = uses_embedded and not embedded.is_running()
     sandbox: SandboxHandle | None = None
     proc: subprocess.Popen | None = None
@@ -164,15 +194,15 @@ def run(args: argparse.Namespace, out=print) -> int:
         target = resolve_database()
         applied = migrations.migrate(target.url)
         out(
-            f"database {target.masked} ({'embedded' if target.embedded else DATABASE_URL_ENV}); "
+            f"database {target.masked} ({'embedded' if target.embedded else settings.DATABASE_URL}); "
             f"{len(applied)} migrations applied"
         )
         env = dict(os.environ)
-        env["DAGSTER_HOME"] = str(prepare_dagster_home(home))
+        dagster_home = env[settings.DAGSTER_HOME] = str(prepare_dagster_home(home))
         env[STORAGE_URL_ENV] = os.environ[STORAGE_URL_ENV] = resolve_dagster_storage_url()
         from confluence_assets.defs.pools import prepare_pools_in  # dagster: imported only when needed
 
-        pools = prepare_pools_in(env["DAGSTER_HOME"])
+        pools = prepare_pools_in(dagster_home)
         out("Dagster pools " + ", ".join(f"{name} ({limit} slots)" for name, limit in pools.items()))
         if args.sandbox:
             sandbox = SandboxHandle(args)
@@ -181,12 +211,15 @@ def run(args: argparse.Namespace, out=print) -> int:
             out(f"sandbox Confluence {sandbox.conf.url} (spaces {spaces}; credentials passed to Dagster)")
             out(f"sandbox embeddings {sandbox.emb.url} (a lexical stand-in, not a semantic model)")
             out(f"search from another shell: {sandbox.search_hint()}")
-        # In DAGSTER_HOME, so that Dagster does not warn about the project's dagster.yaml in the current
-        # directory (the copy in DAGSTER_HOME is the one in use).
-        proc = subprocess.Popen(dagster_command(args), env=env, cwd=env["DAGSTER_HOME"], start_new_session=True)
+        # cwd DAGSTER_HOME: with -m (a wheel install) Dagster runs from here and finds no other dagster.yaml to
+        # warn about. dg dev on the project changes into the project root itself (pushd) and then warns that
+        # the checkout's dagster.yaml is not the one in use: right, the copy in DAGSTER_HOME is.
+        proc = subprocess.Popen(
+            dagster_command(args), env=dg_environment(env), cwd=dagster_home, start_new_session=True
+        )
         ui = f"http://{args.host}:{args.port}"
         if _wait_for_ui(ui, proc):
-            out(f"Dagster UI {ui}  (DAGSTER_HOME={env['DAGSTER_HOME']}); Ctrl-C stops everything")
+            out(f"Dagster UI {ui}  ({settings.DAGSTER_HOME}={dagster_home}); Ctrl-C stops everything")
         while not stop.is_set() and proc.poll() is None:
             stop.wait(0.5)
         return 0 if stop.is_set() else (proc.returncode or 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -9,7 +11,7 @@ import psycopg
 from confluence_assets import settings
 from confluence_assets.db import migrations
 from confluence_assets.db.connection import resolve_database
-from confluence_assets.settings import env
+from confluence_assets.settings import Settings, SettingsError
 
 MIN_SERVER_VERSION_NUM = 140000  # PostgreSQL 14: the oldest the schema and search SQL are written for
 
@@ -28,14 +30,36 @@ class Check:
         return text
 
 
+def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
+    """The settings, and the message of each variable ``settings.load`` refuses (by variable name).
+
+    The doctor reports bad values rather than stopping at them: each variable is validated on its own by
+    ``settings.load`` (so the message is the one every command gives), and the others load without it.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    try:
+        return settings.load(environ), {}
+    except SettingsError:
+        pass
+    problems: dict[str, str] = {}
+    for name, value in environ.items():
+        try:
+            settings.load({name: value})
+        except SettingsError as exc:
+            problems[name] = str(exc)
+    return settings.load({k: v for k, v in environ.items() if k not in problems}), problems
+
+
 def run_checks(database_url: str | None = None, *, online: bool = True) -> list[Check]:
     """Every check; ``online`` also makes one request to Confluence with the configured credentials."""
+    config, problems = load_settings()
     checks = _database_checks(database_url)
-    settings_check = _confluence_check()
+    settings_check = _confluence_check(config.confluence)
     checks.append(settings_check)
     if online and settings_check.ok:
-        checks.append(_confluence_reachable())
-    checks.extend(_embedding_checks())
+        checks.append(_confluence_reachable(config.confluence))
+    checks.extend(_embedding_checks(config.embeddings, problems.pop(settings.EMBEDDING_DIMENSIONS, None)))
+    checks.extend(Check("settings", False, message, f"fix or unset {name}") for name, message in problems.items())
     return checks
 
 
@@ -48,10 +72,11 @@ def _database_checks(database_url: str | None) -> list[Check]:
                 "database",
                 False,
                 f"embedded PostgreSQL did not start: {exc}",
-                "see $CONFLUENCE_ASSETS_HOME/pgdata/log, or set DATABASE_URL to your own PostgreSQL",
+                f"see ${settings.CONFLUENCE_ASSETS_HOME}/pgdata/log, or set {settings.DATABASE_URL} to your own "
+                "PostgreSQL",
             )
         ]
-    where = "embedded" if target.embedded else "DATABASE_URL"
+    where = "embedded" if target.embedded else settings.DATABASE_URL
     try:
         with psycopg.connect(target.url, autocommit=True, connect_timeout=10) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
@@ -62,7 +87,7 @@ def _database_checks(database_url: str | None) -> list[Check]:
                         "database",
                         False,
                         f"{where} {target.masked} is PostgreSQL {version}; 14 or newer is required",
-                        "upgrade that server, or unset DATABASE_URL to use the embedded PostgreSQL",
+                        f"upgrade that server, or unset {settings.DATABASE_URL} to use the embedded PostgreSQL",
                     )
                 ]
             checks = [Check("database", True, f"{where} {target.masked} (PostgreSQL {version})")]
@@ -76,7 +101,8 @@ def _database_checks(database_url: str | None) -> list[Check]:
                 "database",
                 False,
                 f"{where} {target.masked} unreachable: {reason}",
-                "check host, port, user and password in DATABASE_URL, or unset it to use the embedded server",
+                f"check host, port, user and password in {settings.DATABASE_URL}, or unset it to use the embedded "
+                "server",
             )
         ]
 
@@ -112,8 +138,8 @@ def _migrations_check(conn: psycopg.Connection) -> Check:
     return Check("migrations", True, f"{len(states)} applied, checksums match")
 
 
-def _confluence_check() -> Check:
-    url = env(settings.CONFLUENCE_URL)
+def _confluence_check(confluence: settings.ConfluenceSettings) -> Check:
+    url = confluence.url
     if not url:
         return Check(
             "confluence",
@@ -121,9 +147,9 @@ def _confluence_check() -> Check:
             f"{settings.CONFLUENCE_URL} is not set",
             f"export {settings.CONFLUENCE_URL}=https://your-site.atlassian.net/wiki (or your Data Center base URL)",
         )
-    if env(settings.CONFLUENCE_PAT):
+    if confluence.personal_access_token:
         return Check("confluence", True, f"{url} with a personal access token (Data Center, Bearer)")
-    email, token = env(settings.CONFLUENCE_EMAIL), env(settings.CONFLUENCE_API_TOKEN)
+    email, token = confluence.email, confluence.api_token
     if email and token:
         return Check("confluence", True, f"{url} as {email} with an API token (Cloud, Basic)")
     missing = [n for n, v in ((settings.CONFLUENCE_EMAIL, email), (settings.CONFLUENCE_API_TOKEN, token)) if not v]
@@ -136,7 +162,7 @@ def _confluence_check() -> Check:
     )
 
 
-def _confluence_reachable() -> Check:
+def _confluence_reachable(confluence: settings.ConfluenceSettings) -> Check:
     """One cheap authenticated request (the first space), with the change probe's short timeout."""
     from confluence_assets.confluence.client import PROBE_RETRY, PROBE_TIMEOUT_SECONDS, ConfluenceAPI
     from confluence_assets.confluence.errors import (
@@ -150,10 +176,10 @@ def _confluence_reachable() -> Check:
     name = "confluence reachable"
     try:
         api = ConfluenceAPI(
-            env(settings.CONFLUENCE_URL) or "",
-            email=env(settings.CONFLUENCE_EMAIL),
-            api_token=env(settings.CONFLUENCE_API_TOKEN),
-            personal_access_token=env(settings.CONFLUENCE_PAT),
+            confluence.url or "",
+            email=confluence.email,
+            api_token=confluence.api_token,
+            personal_access_token=confluence.personal_access_token,
             timeout_seconds=PROBE_TIMEOUT_SECONDS,
             retry=PROBE_RETRY,
         )
@@ -174,12 +200,12 @@ def _confluence_reachable() -> Check:
     return Check(name, True, "authenticated; spaces are visible")
 
 
-def _embedding_checks() -> list[Check]:
-    model = env(settings.EMBEDDING_MODEL) or settings.DEFAULT_EMBEDDING_MODEL
-    raw_dims = env(settings.EMBEDDING_DIMENSIONS) or str(settings.DEFAULT_EMBEDDING_DIMENSIONS)
-    base_url = env(settings.OPENAI_BASE_URL) or "https://api.openai.com/v1"
+def _embedding_checks(embeddings: settings.EmbeddingSettings, dimensions_problem: str | None) -> list[Check]:
+    """``dimensions_problem``: settings' message when EMBEDDING_DIMENSIONS was refused."""
+    model = embeddings.model
+    base_url = embeddings.base_url or "https://api.openai.com/v1"
     checks = []
-    if env(settings.OPENAI_API_KEY):
+    if embeddings.api_key:
         checks.append(Check("embeddings", True, f"{model} at {base_url}, API key set"))
     else:
         checks.append(
@@ -190,15 +216,9 @@ def _embedding_checks() -> list[Check]:
                 f"export {settings.OPENAI_API_KEY}=... (any value for a local OpenAI-compatible server)",
             )
         )
-    if raw_dims.isdigit() and int(raw_dims) in settings.SUPPORTED_DIMENSIONS:
-        checks.append(Check("embedding dimensions", True, raw_dims))
+    if dimensions_problem is None:
+        checks.append(Check("embedding dimensions", True, str(embeddings.dimensions)))
     else:
-        checks.append(
-            Check(
-                "embedding dimensions",
-                False,
-                f"{settings.EMBEDDING_DIMENSIONS}={raw_dims!r} has no column in archon_crawled_pages",
-                f"use one of {', '.join(map(str, settings.SUPPORTED_DIMENSIONS))}",
-            )
-        )
+        hint = f"use one of {', '.join(map(str, settings.SUPPORTED_DIMENSIONS))}"
+        checks.append(Check("embedding dimensions", False, dimensions_problem, hint))
     return checks

@@ -1,13 +1,26 @@
-"""Environment variable names shared by the CLI, the Dagster resources and the doctor.
+"""Every setting the product reads from the environment: their names, defaults and validation, in one place.
 
-Kept in one place so that a user reading the README, ``doctor`` output and the resource config sees the
-same names. Values are read where they are used; secrets are never logged.
+``load()`` reads the environment once into a typed, frozen :class:`Settings`. The code location calls it
+when its definitions load (not when a module is imported), and so do ``search``, ``doctor``, ``dev`` and
+the other commands, so a value means the same everywhere and a bad one is refused with the same one-line
+message (:class:`SettingsError`, naming the variable and what it accepts). Values that are unset or blank
+take their defaults; a missing required value (``CONFLUENCE_URL``, credentials) is not an error here: the
+command or step that needs it says so.
+
+Secrets are read as values for the plain clients (``search``, ``doctor``) and wired into Dagster's
+resources as the *names* of their variables (``dg.EnvVar``), so the UI never shows them.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+# -- variable names ------------------------------------------------------------------------------------
 CONFLUENCE_URL = "CONFLUENCE_URL"
 CONFLUENCE_EMAIL = "CONFLUENCE_EMAIL"  # Cloud: email + API token (Basic auth)
 CONFLUENCE_API_TOKEN = "CONFLUENCE_API_TOKEN"
@@ -19,13 +32,280 @@ OPENAI_BASE_URL = "OPENAI_BASE_URL"
 EMBEDDING_MODEL = "EMBEDDING_MODEL"
 EMBEDDING_DIMENSIONS = "EMBEDDING_DIMENSIONS"
 
+DATABASE_URL = "DATABASE_URL"  # the application database; unset: the embedded server
+DAGSTER_DATABASE_URL = "DAGSTER_DATABASE_URL"  # Dagster's storage; unset: database "dagster" beside it
+DAGSTER_HOME = "DAGSTER_HOME"
+CONFLUENCE_ASSETS_HOME = "CONFLUENCE_ASSETS_HOME"  # the embedded server's data and dev's DAGSTER_HOME
+CONFLUENCE_ASSETS_SQL_DIR = "CONFLUENCE_ASSETS_SQL_DIR"  # migrations from elsewhere than the package
+CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL = "CONFLUENCE_ASSETS_DAGSTER_STORAGE_URL"  # set by dev for dagster.yaml
+CONFLUENCE_ASSETS_TEST_CRASH_AT = "CONFLUENCE_ASSETS_TEST_CRASH_AT"  # tests only: see sync/crashpoints.py
+
+CONFLUENCE_SPACES = "CONFLUENCE_SPACES"
+CONFLUENCE_EXCLUDE_SPACES = "CONFLUENCE_EXCLUDE_SPACES"
+CONFLUENCE_SPACE_TYPES = "CONFLUENCE_SPACE_TYPES"
+CONFLUENCE_SPACE_STATUSES = "CONFLUENCE_SPACE_STATUSES"
+CONFLUENCE_DELETION_STRATEGY = "CONFLUENCE_DELETION_STRATEGY"
+
+CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS"
+CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS"
+CONFLUENCE_RECONCILIATION_CRON = "CONFLUENCE_RECONCILIATION_CRON"
+CONFLUENCE_RECONCILIATION_TIMEZONE = "CONFLUENCE_RECONCILIATION_TIMEZONE"
+CONFLUENCE_AUTOMATION_DEFAULT = "CONFLUENCE_AUTOMATION_DEFAULT"  # running | stopped
+CONFLUENCE_STEP_RETRY_DELAY_SECONDS = "CONFLUENCE_STEP_RETRY_DELAY_SECONDS"
+
+SANDBOX_HOST = "SANDBOX_HOST"
+SANDBOX_CONFLUENCE_PORT = "SANDBOX_CONFLUENCE_PORT"
+SANDBOX_EMBEDDINGS_PORT = "SANDBOX_EMBEDDINGS_PORT"
+SANDBOX_TIMEZONE = "SANDBOX_TIMEZONE"
+SANDBOX_LATENCY = "SANDBOX_LATENCY"
+SANDBOX_CONFLUENCE_FAULTS = "SANDBOX_CONFLUENCE_FAULTS"
+SANDBOX_EMBEDDINGS_FAULTS = "SANDBOX_EMBEDDINGS_FAULTS"
+
+# -- defaults and accepted values ----------------------------------------------------------------------
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 # The embedding columns archon_crawled_pages has.
 SUPPORTED_DIMENSIONS = (384, 768, 1024, 1536, 3072)
+DELETION_STRATEGIES = ("weekly_reconciliation", "every_sync", "on_demand")
+DEFAULT_DELETION_STRATEGY = "weekly_reconciliation"
+SPACE_TYPES = ("global", "personal")
+SPACE_STATUSES = ("current", "archived")
+AUTOMATION_DEFAULTS = ("running", "stopped")
+DEFAULT_HOME = "~/.confluence-assets"
+
+_CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
 
 
-def env(name: str) -> str | None:
+class SettingsError(ValueError):
+    """A setting has a value the product cannot use; the message names the variable and what it accepts."""
+
+
+def env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The variable's value, or None when unset or blank."""
-    value = os.environ.get(name)
+    value = (os.environ if environ is None else environ).get(name)
     return value if value and value.strip() else None
+
+
+@dataclass(frozen=True)
+class ConfluenceSettings:
+    url: str | None = None
+    email: str | None = None
+    api_token: str | None = None
+    personal_access_token: str | None = None
+    site_timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = DEFAULT_EMBEDDING_MODEL
+    dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
+    api_key: str | None = None
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str | None = None  # None: the embedded server
+    dagster_url: str | None = None
+    home: Path = field(default_factory=lambda: Path(DEFAULT_HOME).expanduser())  # CONFLUENCE_ASSETS_HOME
+    home_is_set: bool = False
+    sql_dir: Path | None = None
+    dagster_home: Path | None = None
+
+
+@dataclass(frozen=True)
+class SpaceSelectionSettings:
+    include_keys: tuple[str, ...] = ()
+    exclude_keys: tuple[str, ...] = ()
+    space_types: tuple[str, ...] = ("global",)
+    statuses: tuple[str, ...] = ("current",)
+    deletion_strategy: str = DEFAULT_DELETION_STRATEGY
+
+
+@dataclass(frozen=True)
+class AutomationSettings:
+    change_sensor_interval_seconds: int = 3600
+    space_sensor_interval_seconds: int = 3600
+    reconciliation_cron: str = "0 3 * * 0"  # Sundays 03:00
+    reconciliation_timezone: str = "UTC"
+    running_by_default: bool = True  # sensors and the schedule start when the code location loads
+    step_retry_delay_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    host: str = "127.0.0.1"
+    confluence_port: int = 8090
+    embeddings_port: int = 8091
+    timezone: str = "Asia/Seoul"
+    latency_seconds: float = 0.0
+    confluence_faults: str = ""
+    embeddings_faults: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    confluence: ConfluenceSettings = field(default_factory=ConfluenceSettings)
+    embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    spaces: SpaceSelectionSettings = field(default_factory=SpaceSelectionSettings)
+    automation: AutomationSettings = field(default_factory=AutomationSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    # Names of the variables that are set (not their values): what resources wire as EnvVar.
+    present: frozenset[str] = frozenset()
+
+    def is_set(self, name: str) -> bool:
+        return name in self.present
+
+
+class _Reader:
+    """Reads variables from one environment, collecting a message per bad value."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.errors: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        return env(name, self.environ)
+
+    def number(self, name: str, default: float, *, kind: type = int, minimum: float = 0) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            what = "a whole number" if kind is int else "a number"
+            self.errors.append(f"{name} must be {what} >= {minimum:g}, got {raw!r}")
+            return default
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value not in allowed:
+            self.errors.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+            return default
+        return value
+
+    def items(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        values = tuple(item.strip() for item in raw.split(",") if item.strip())
+        if allowed is not None:
+            unknown = sorted(set(values) - set(allowed))
+            if unknown:
+                self.errors.append(f"{name} names unknown values {unknown}: use {', '.join(allowed)}")
+                return default
+        return values
+
+    def space_keys(self, name: str) -> tuple[str, ...]:
+        from confluence_assets.confluence.keys import InvalidSpaceKeyError, validate_space_key
+
+        keys = self.items(name, ())
+        for key in keys:
+            try:
+                validate_space_key(key)
+            except InvalidSpaceKeyError as exc:
+                self.errors.append(f"{name}: {exc}")
+                return ()
+        return keys
+
+    def zone(self, name: str, default: str | None) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            ZoneInfo(raw.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            self.errors.append(f"{name}: unknown time zone {raw!r}: use an IANA name such as 'Asia/Seoul'")
+            return default
+        return raw.strip()
+
+    def cron(self, name: str, default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        fields = raw.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+            self.errors.append(f"{name} must be a cron expression of five fields such as '0 3 * * 0', got {raw!r}")
+            return default
+        return " ".join(fields)
+
+    def path(self, name: str) -> Path | None:
+        raw = self.text(name)
+        return Path(raw).expanduser() if raw else None
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings in ``environ`` (default: the process environment); SettingsError names every bad value."""
+    environ = os.environ if environ is None else environ
+    r = _Reader(environ)
+    dimensions = int(r.number(EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS, minimum=1))
+    if dimensions not in SUPPORTED_DIMENSIONS:
+        r.errors.append(
+            f"{EMBEDDING_DIMENSIONS} must be one of {', '.join(map(str, SUPPORTED_DIMENSIONS))} "
+            f"(the embedding columns of archon_crawled_pages), got {dimensions}"
+        )
+    home = r.path(CONFLUENCE_ASSETS_HOME)
+    settings = Settings(
+        confluence=ConfluenceSettings(
+            url=r.text(CONFLUENCE_URL),
+            email=r.text(CONFLUENCE_EMAIL),
+            api_token=r.text(CONFLUENCE_API_TOKEN),
+            personal_access_token=r.text(CONFLUENCE_PAT),
+            site_timezone=r.zone(CONFLUENCE_SITE_TIMEZONE, None),
+        ),
+        embeddings=EmbeddingSettings(
+            model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,
+            dimensions=dimensions,
+            api_key=r.text(OPENAI_API_KEY),
+            base_url=r.text(OPENAI_BASE_URL),
+        ),
+        database=DatabaseSettings(
+            url=r.text(DATABASE_URL),
+            dagster_url=r.text(DAGSTER_DATABASE_URL),
+            home=(home or Path(DEFAULT_HOME).expanduser()).resolve(),
+            home_is_set=home is not None,
+            sql_dir=r.path(CONFLUENCE_ASSETS_SQL_DIR),
+            dagster_home=r.path(DAGSTER_HOME),
+        ),
+        spaces=SpaceSelectionSettings(
+            include_keys=r.space_keys(CONFLUENCE_SPACES),
+            exclude_keys=r.space_keys(CONFLUENCE_EXCLUDE_SPACES),
+            space_types=r.items(CONFLUENCE_SPACE_TYPES, ("global",), SPACE_TYPES),
+            statuses=r.items(CONFLUENCE_SPACE_STATUSES, ("current",), SPACE_STATUSES),
+            deletion_strategy=r.choice(CONFLUENCE_DELETION_STRATEGY, DEFAULT_DELETION_STRATEGY, DELETION_STRATEGIES),
+        ),
+        automation=AutomationSettings(
+            change_sensor_interval_seconds=int(r.number(CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS, 3600, minimum=1)),
+            space_sensor_interval_seconds=int(r.number(CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS, 3600, minimum=1)),
+            reconciliation_cron=r.cron(CONFLUENCE_RECONCILIATION_CRON, "0 3 * * 0"),
+            reconciliation_timezone=r.zone(CONFLUENCE_RECONCILIATION_TIMEZONE, "UTC") or "UTC",
+            running_by_default=r.choice(CONFLUENCE_AUTOMATION_DEFAULT, "running", AUTOMATION_DEFAULTS) == "running",
+            step_retry_delay_seconds=float(r.number(CONFLUENCE_STEP_RETRY_DELAY_SECONDS, 30.0, kind=float)),
+        ),
+        sandbox=SandboxSettings(
+            host=r.text(SANDBOX_HOST) or "127.0.0.1",
+            confluence_port=int(r.number(SANDBOX_CONFLUENCE_PORT, 8090)),
+            embeddings_port=int(r.number(SANDBOX_EMBEDDINGS_PORT, 8091)),
+            timezone=r.text(SANDBOX_TIMEZONE) or "Asia/Seoul",
+            latency_seconds=float(r.number(SANDBOX_LATENCY, 0.0, kind=float)),
+            confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
+            embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
+        ),
+        present=frozenset(name for name in _NAMES if env(name, environ)),
+    )
+    if r.errors:
+        raise SettingsError("; ".join(r.errors))
+    return settings
+
+
+_NAMES = tuple(
+    value for key, value in dict(globals()).items() if key.isupper() and isinstance(value, str) and key == value
+)

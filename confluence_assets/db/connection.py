@@ -7,7 +7,6 @@ database ``dagster`` unless ``DAGSTER_DATABASE_URL`` names another one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,11 +14,13 @@ from dataclasses import dataclass
 import psycopg
 from pgvector.psycopg import register_vector
 
+from confluence_assets import settings
 from confluence_assets.db.embedded import DAGSTER_DATABASE, ensure_database, ensure_embedded_server
 from confluence_assets.db.urls import mask_url, sqlalchemy_psycopg2_url, with_database
 
-DATABASE_URL_ENV = "DATABASE_URL"
-DAGSTER_DATABASE_URL_ENV = "DAGSTER_DATABASE_URL"
+# Aliases of the names in settings (read per call: tests and `dev` change them in this process).
+DATABASE_URL_ENV = settings.DATABASE_URL
+DAGSTER_DATABASE_URL_ENV = settings.DAGSTER_DATABASE_URL
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class DatabaseTarget:
 
 def resolve_database(database_url: str | None = None) -> DatabaseTarget:
     """The application database: an explicit URL, ``$DATABASE_URL``, or the embedded server."""
-    url = database_url or os.environ.get(DATABASE_URL_ENV)
+    url = database_url or settings.env(settings.DATABASE_URL)
     if url:
         return DatabaseTarget(url=url, embedded=False)
     return DatabaseTarget(url=ensure_embedded_server().app_url, embedded=True)
@@ -42,7 +43,7 @@ def resolve_database(database_url: str | None = None) -> DatabaseTarget:
 
 def resolve_dagster_storage_url(database_url: str | None = None) -> str:
     """The SQLAlchemy URL dagster-postgres should use (``postgresql+psycopg2://``)."""
-    explicit = os.environ.get(DAGSTER_DATABASE_URL_ENV)
+    explicit = settings.env(settings.DAGSTER_DATABASE_URL)
     if explicit:
         return sqlalchemy_psycopg2_url(explicit)
     target = resolve_database(database_url)

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from confluence_assets import settings
 from confluence_assets.db.urls import with_database
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,13 @@ DAGSTER_DATABASE = "dagster"
 
 
 def assets_home() -> Path:
-    """``$CONFLUENCE_ASSETS_HOME`` or ``~/.confluence-assets``; created if missing."""
-    home = Path(os.environ.get("CONFLUENCE_ASSETS_HOME") or "~/.confluence-assets").expanduser().resolve()
+    """``$CONFLUENCE_ASSETS_HOME`` or ``~/.confluence-assets``; created if missing.
+
+    Read per call (tests point it elsewhere), and only this variable: another setting's bad value must
+    not keep the database from starting (``doctor`` reports it).
+    """
+    raw = settings.env(settings.CONFLUENCE_ASSETS_HOME) or settings.DEFAULT_HOME
+    home = Path(raw).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from confluence_assets import settings
+
 log = logging.getLogger(__name__)
 
-SQL_DIR_ENV = "CONFLUENCE_ASSETS_SQL_DIR"
+SQL_DIR_ENV = settings.CONFLUENCE_ASSETS_SQL_DIR  # alias of the name in settings
 # Serialises concurrent `migrate` calls (webserver, daemon and tests may all start at once).
 _ADVISORY_LOCK_KEY = 7_316_284_155_001
 
@@ -53,7 +54,7 @@ class MigrationState:
 
 def sql_dir() -> Path:
     """Where the migrations are: $CONFLUENCE_ASSETS_SQL_DIR, inside a wheel, or the source checkout."""
-    explicit = os.environ.get(SQL_DIR_ENV)
+    explicit = settings.env(SQL_DIR_ENV)
     if explicit:
         return Path(explicit)
     package_dir = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import openai
 
-from confluence_assets.settings import SUPPORTED_DIMENSIONS
+from confluence_assets.settings import OPENAI_API_KEY, SUPPORTED_DIMENSIONS
 from confluence_assets.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Embedder:
                 f"use one of {', '.join(map(str, SUPPORTED_DIMENSIONS))}"
             )
         if not api_key:
-            raise EmbeddingConfigError("OPENAI_API_KEY is not set (any value works for a local server)")
+            raise EmbeddingConfigError(f"{OPENAI_API_KEY} is not set (any value works for a local server)")
         self.model = model
         self.dimensions = dimensions
         self.batch_size = max(1, min(batch_size, MAX_INPUTS_PER_REQUEST))

@@ -101,7 +101,10 @@ class SearchService:
 
     @classmethod
     def from_env(cls, database_url: str | None = None, *, need_embedder: bool = True) -> SearchService:
-        """Database from ``database_url``/``DATABASE_URL``/embedded; embedder from OPENAI_* and EMBEDDING_*."""
+        """Database from ``database_url``/``DATABASE_URL``/embedded; embedder from OPENAI_* and EMBEDDING_*.
+
+        Raises :class:`~confluence_assets.settings.SettingsError` when an embedding setting has a bad value.
+        """
         from confluence_assets.db.connection import connect, resolve_database
 
         embedder = embedder_from_env() if need_embedder else None
@@ -154,23 +157,20 @@ class SearchService:
 
 
 def embedder_from_env() -> Embedder:
-    """The Embedder the sync uses, configured from the same environment variables."""
-    model = settings.env(settings.EMBEDDING_MODEL) or settings.DEFAULT_EMBEDDING_MODEL
-    raw = settings.env(settings.EMBEDDING_DIMENSIONS) or str(settings.DEFAULT_EMBEDDING_DIMENSIONS)
-    if not raw.isdigit():
-        raise SearchError(f"{settings.EMBEDDING_DIMENSIONS} must be a number, not {raw!r}")
-    api_key = settings.env(settings.OPENAI_API_KEY)
-    if not api_key:
+    """The Embedder the sync uses, configured from the same settings (``settings.load()``: a bad value raises
+    the SettingsError the code location gives too)."""
+    embeddings = settings.load().embeddings
+    if not embeddings.api_key:
         raise SearchError(
             f"{settings.OPENAI_API_KEY} is not set: the query must be embedded like the chunks "
             "(any value for a local OpenAI-compatible server; --mode keyword needs none)"
         )
     try:
         return Embedder(
-            model=model,
-            dimensions=int(raw),
-            api_key=api_key,
-            base_url=settings.env(settings.OPENAI_BASE_URL),
+            model=embeddings.model,
+            dimensions=embeddings.dimensions,
+            api_key=embeddings.api_key,
+            base_url=embeddings.base_url,
             max_retries=2,
             timeout_seconds=30,
         )

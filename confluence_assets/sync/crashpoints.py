@@ -21,7 +21,9 @@ import os
 import signal
 import threading
 
-ENV = "CONFLUENCE_ASSETS_TEST_CRASH_AT"
+from confluence_assets import settings
+
+ENV = settings.CONFLUENCE_ASSETS_TEST_CRASH_AT  # alias of the name in settings
 POINTS = ("stage_batch", "convert_batch", "chunk_batch", "embed_batch", "swap_inside", "swap_done", "complete")
 _reached: dict[str, int] = {}
 _lock = threading.Lock()  # the chunk swap reaches its points from several threads
@@ -29,7 +31,7 @@ _lock = threading.Lock()  # the chunk swap reaches its points from several threa
 
 def reached(point: str) -> None:
     """Count one pass through ``point``; SIGKILL this process when the configured pass is reached."""
-    spec = os.environ.get(ENV)
+    spec = settings.env(ENV)  # per call: the crash matrix sets it in each worker's environment
     if not spec:
         return
     name, _, nth = spec.partition(":")
