@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from confluence_assets.confluence.client import resolve_next
 from confluence_assets.confluence.cql import (
     InvalidTimeZoneError,
     format_cql_datetime,
@@ -23,6 +22,7 @@ from confluence_assets.confluence.keys import (
     space_key_to_partition_key,
     validate_space_key,
 )
+from confluence_assets.confluence.responses import resolve_next
 from confluence_assets.sync.changes import classify
 
 

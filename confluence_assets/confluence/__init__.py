@@ -1,1 +1,2 @@
-"""Our access to Confluence, on top of atlassian-python-api (no Dagster in here)."""
+"""Our access to Confluence, on top of atlassian-python-api (no Dagster in here): ``client`` makes the
+requests, ``responses`` reads what comes back, ``cql`` and ``keys`` build and validate what is sent."""

@@ -8,7 +8,9 @@ up to a cap, and counts every attempt so runs can report their API calls.
 
 Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
 never infers the end from a short page: a page may hold fewer results than ``limit``, or none at all,
-and still have a ``next`` link. A listing that cannot be finished raises; it never ends silently.
+and still have a ``next`` link. A listing that cannot be finished raises; it never ends silently. The
+same goes for a page's attachments beyond what the ``children.attachment`` expansion holds (25 on Cloud,
+with a ``next`` link): :meth:`ConfluenceAPI.complete_attachments` asks for the rest.
 """
 
 from __future__ import annotations
@@ -19,22 +21,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from atlassian import Confluence
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from confluence_assets.confluence.errors import (
-    ConfluenceAuthError,
-    ConfluenceConfigError,
-    ConfluenceError,
-    ConfluenceNotFoundError,
-    ConfluencePermissionError,
-    ConfluenceRequestError,
-    ConfluenceUnavailableError,
-)
+from confluence_assets import settings
+from confluence_assets.confluence import errors
+from confluence_assets.confluence.responses import join_url, page_url, resolve_next
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +53,9 @@ PAGE_EXPAND = ",".join(
 # never finishes before failing the run (never before taking it as complete).
 MAX_EMPTY_PAGES = 1000  # consecutive empty pages with a next link (restricted content can fill many)
 MAX_SAME_PAGE = 5  # the same next link again and again: "this page again", retried this often
+# The rest of an attachment list is asked for this many at a time (the server may cap it lower).
+ATTACHMENT_PAGE = 200
+MAX_ATTACHMENT_REQUESTS = 100  # per page: beyond that the list is kept as far as it got
 
 
 # Collections that exist on every Confluence: a 404 there means the URL is not Confluence's REST root.
@@ -146,27 +145,6 @@ def _retry(policy: RetryPolicy, stats: RequestStats) -> Retry:
     )
 
 
-def join_url(base: str, path: str) -> str:
-    return base.rstrip("/") + "/" + path.lstrip("/")
-
-
-def resolve_next(links: dict, fallback_base: str) -> str | None:
-    """Absolute URL of ``_links.next``: joined onto ``_links.base``, or onto the origin when the link
-    already carries the context path (``/wiki/rest/...``)."""
-    nxt = links.get("next")
-    if not nxt:
-        return None
-    if nxt.startswith(("http://", "https://")):
-        return nxt
-    base = links.get("base") or fallback_base
-    parts = urlsplit(base)
-    # v1 links are relative to the base; v2 links (and some v1 ones) already carry the context path.
-    for prefix in ((links.get("context") or "").rstrip("/"), parts.path.rstrip("/")):
-        if prefix and nxt.startswith(prefix + "/"):
-            return f"{parts.scheme}://{parts.netloc}{nxt}"
-    return join_url(base, nxt)
-
-
 class ConfluenceAPI:
     """The Confluence calls of the sync. Construct with Cloud credentials (email + API token) or a Data
     Center personal access token."""
@@ -183,12 +161,14 @@ class ConfluenceAPI:
         page_size: int = 50,
     ) -> None:
         if not url or not url.startswith(("http://", "https://")):
-            raise ConfluenceConfigError(f"CONFLUENCE_URL must be an http(s) URL, got {url!r}")
+            raise errors.ConfluenceConfigError(f"{settings.CONFLUENCE_URL} must be an http(s) URL, got {url!r}")
         self.url = url.rstrip("/")
         self.page_size = page_size
         self.stats = RequestStats()
         self._credential_hint = (
-            "CONFLUENCE_PAT" if personal_access_token else "CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN"
+            settings.CONFLUENCE_PAT
+            if personal_access_token
+            else f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
         )
         session = requests.Session()
         adapter = HTTPAdapter(max_retries=_retry(retry or RetryPolicy(), self.stats))
@@ -207,9 +187,9 @@ class ConfluenceAPI:
         elif email and api_token:
             kwargs.update(username=email, password=api_token)
         else:
-            raise ConfluenceConfigError(
-                "no Confluence credentials: set CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) "
-                "or CONFLUENCE_PAT (Data Center)"
+            raise errors.ConfluenceConfigError(
+                f"no Confluence credentials: set {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN} "
+                f"(Cloud) or {settings.CONFLUENCE_PAT} (Data Center)"
             )
         self._client = Confluence(self.url, **kwargs)
         self.site_base = self.url  # replaced by _links.base from the first response
@@ -228,14 +208,15 @@ class ConfluenceAPI:
         except requests.HTTPError as exc:
             raise self._translate(exc, shown) from None
         except requests.exceptions.RetryError as exc:
-            raise ConfluenceUnavailableError(f"{shown}: gave up after retries ({_reason(exc)})") from None
+            raise errors.ConfluenceUnavailableError(f"{shown}: gave up after retries ({_reason(exc)})") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ConfluenceUnavailableError(
-                f"cannot reach Confluence at {self.url} ({_reason(exc)}): check CONFLUENCE_URL and the network"
+            raise errors.ConfluenceUnavailableError(
+                f"cannot reach Confluence at {self.url} ({_reason(exc)}): check {settings.CONFLUENCE_URL} "
+                "and the network"
             ) from None
         if not isinstance(data, dict):
-            raise ConfluenceConfigError(
-                f"{shown} did not answer with JSON: is CONFLUENCE_URL right? "
+            raise errors.ConfluenceConfigError(
+                f"{shown} did not answer with JSON: is {settings.CONFLUENCE_URL} right? "
                 "Confluence Cloud URLs end in /wiki (https://your-site.atlassian.net/wiki)"
             )
         data = clean_text(data)
@@ -244,29 +225,29 @@ class ConfluenceAPI:
             self.site_base = base.rstrip("/")
         return data
 
-    def _translate(self, exc: requests.HTTPError, shown: str) -> ConfluenceError:
+    def _translate(self, exc: requests.HTTPError, shown: str) -> errors.ConfluenceError:
         status = exc.response.status_code if exc.response is not None else 0
         message = str(exc)[:300]
         if status == 401:
-            return ConfluenceAuthError(
+            return errors.ConfluenceAuthError(
                 f"Confluence at {self.url} rejected the credentials (HTTP 401): check {self._credential_hint}"
             )
         if status == 403:
-            return ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
+            return errors.ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
         if status == 404:
             if shown.rstrip("/").endswith(COLLECTION_PATHS):
-                return ConfluenceConfigError(
-                    f"{shown}: not found (HTTP 404): is CONFLUENCE_URL right? Confluence Cloud URLs end in /wiki "
-                    "(https://your-site.atlassian.net/wiki); Data Center URLs are the site's base URL"
+                return errors.ConfluenceConfigError(
+                    f"{shown}: not found (HTTP 404): is {settings.CONFLUENCE_URL} right? Confluence Cloud URLs end "
+                    "in /wiki (https://your-site.atlassian.net/wiki); Data Center URLs are the site's base URL"
                 )
-            return ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
+            return errors.ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
         if status == 400:
-            return ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
+            return errors.ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
         if status == 429 or status >= 500:
-            return ConfluenceUnavailableError(
+            return errors.ConfluenceUnavailableError(
                 f"{shown}: Confluence answered HTTP {status} after every retry: {message}"
             )
-        return ConfluenceError(f"{shown}: HTTP {status}: {message}")
+        return errors.ConfluenceError(f"{shown}: HTTP {status}: {message}")
 
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict]:
         """Every result of a paginated list, following ``_links.next`` to the end.
@@ -292,14 +273,14 @@ class ConfluenceAPI:
             if nxt == current:
                 same_in_a_row += 1
             elif nxt in followed:
-                raise ConfluenceUnavailableError(
+                raise errors.ConfluenceUnavailableError(
                     f"{shown}: the listing's next link went back to a page already read (a pagination loop); "
                     "the listing was not taken as complete"
                 )
             else:
                 same_in_a_row = 0
             if same_in_a_row > MAX_SAME_PAGE or empty_in_a_row > MAX_EMPTY_PAGES:
-                raise ConfluenceUnavailableError(
+                raise errors.ConfluenceUnavailableError(
                     f"{shown}: gave up after {empty_in_a_row} empty pages in a row ({same_in_a_row} times the "
                     "same page); the listing was not taken as complete"
                 )
@@ -345,18 +326,52 @@ class ConfluenceAPI:
         """One page, or None when it is gone (404)."""
         try:
             return self.get_json(f"rest/api/content/{page_id}", {"expand": expand})
-        except ConfluenceNotFoundError:
+        except errors.ConfluenceNotFoundError:
             return None
 
+    def complete_attachments(self, page: dict) -> int:
+        """Follow the ``children.attachment`` expansion's ``next`` link to the end, merging the results into
+        ``page`` (in place) so that it lists every attachment. Returns the requests made (0 when the expansion
+        was complete). A failure is logged and the page keeps the attachments listed so far."""
+        listing = (page.get("children") or {}).get("attachment")
+        if not isinstance(listing, dict):
+            return 0
+        links = listing.get("_links") or {}
+        nxt = resolve_next(links, self.site_base)
+        results = list(listing.get("results") or [])
+        seen = {a.get("id") for a in results if isinstance(a, dict)}
+        requests_made = 0
+        followed: set[str] = set()
+        try:
+            while nxt and nxt not in followed and requests_made < MAX_ATTACHMENT_REQUESTS:
+                followed.add(nxt)
+                data = self.get_json(_with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
+                requests_made += 1
+                for att in data.get("results") or []:
+                    if isinstance(att, dict) and att.get("id") not in seen:
+                        seen.add(att.get("id"))
+                        results.append(att)
+                nxt = resolve_next(data.get("_links") or {}, self.site_base)
+        except Exception as exc:  # the attachments a page lists are worth a warning, not the sync
+            log.warning("page %s: could not list all its attachments (%s); kept %d", page.get("id"), exc, len(results))
+        if requests_made:
+            listing["results"] = results
+            listing["size"] = len(results)
+            listing["_links"] = {k: v for k, v in links.items() if k != "next"}
+        return requests_made
+
     def page_url(self, page: dict) -> str:
-        webui = (page.get("_links") or {}).get("webui")
-        if webui:
-            return join_url(self.site_base, webui)
-        space = (page.get("space") or {}).get("key", "")
-        return join_url(self.site_base, f"/spaces/{space}/pages/{page.get('id')}")
+        return page_url(self.site_base, page)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _with_limit(url: str, limit: int) -> str:
+    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def _reason(exc: Exception) -> str:

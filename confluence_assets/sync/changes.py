@@ -13,20 +13,19 @@ before it is staged: one more request per such page, none for the others.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from confluence_assets.confluence.client import ConfluenceAPI, resolve_next
+from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import crashpoints, sources
+from confluence_assets.confluence.responses import page_version
+from confluence_assets.sync import crashpoints, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,6 @@ DEFAULT_OVERLAP = timedelta(minutes=10)
 # Bounded memory: stage in batches of pages or bytes of payload, whichever fills first.
 BATCH_PAGES = 100
 BATCH_BYTES = 16 * 1024 * 1024
-# The rest of an attachment list is asked for this many at a time (the server may cap it lower).
-ATTACHMENT_PAGE = 200
-MAX_ATTACHMENT_REQUESTS = 100  # per page: beyond that the list is kept as far as it got
 
 
 @dataclass(frozen=True)
@@ -63,68 +59,18 @@ class ChangeSummary:
     changes: list[StagedChange] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not classifiable
 
-
-def parse_when(value: str) -> datetime:
-    """Confluence timestamps: ISO 8601 with milliseconds, 'Z' or an offset."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def page_version(page: dict) -> tuple[int, datetime]:
-    """(version number, when) of a search result; ValueError naming the page when it has none usable."""
-    version = page.get("version") if isinstance(page.get("version"), dict) else {}
-    history = page.get("history") if isinstance(page.get("history"), dict) else {}
-    last_updated = history.get("lastUpdated") if isinstance(history.get("lastUpdated"), dict) else {}
-    number = version.get("number")
-    when = version.get("when") or last_updated.get("when")
-    if not page.get("id"):
-        raise ValueError("a result came without an id")
-    if number is None or when is None:
-        raise ValueError(f"page {page.get('id')} came without version information (expand=version missing?)")
-    try:
-        return int(number), parse_when(str(when))
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"page {page.get('id')} came with unreadable version information: {number!r}, {when!r}"
-        ) from None
-
-
-def complete_attachments(api: ConfluenceAPI, page: dict) -> int:
-    """Follow the ``children.attachment`` expansion's ``next`` link to the end, merging the results into
-    ``page`` (in place) so that it lists every attachment. Returns the requests made (0 when the expansion
-    was complete). A failure is logged and the page keeps the attachments listed so far."""
-    listing = (page.get("children") or {}).get("attachment")
-    if not isinstance(listing, dict):
-        return 0
-    links = listing.get("_links") or {}
-    nxt = resolve_next(links, api.site_base)
-    results = list(listing.get("results") or [])
-    seen = {a.get("id") for a in results if isinstance(a, dict)}
-    requests = 0
-    followed: set[str] = set()
-    try:
-        while nxt and nxt not in followed and requests < MAX_ATTACHMENT_REQUESTS:
-            followed.add(nxt)
-            data = api.get_json(_with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
-            requests += 1
-            for att in data.get("results") or []:
-                if isinstance(att, dict) and att.get("id") not in seen:
-                    seen.add(att.get("id"))
-                    results.append(att)
-            nxt = resolve_next(data.get("_links") or {}, api.site_base)
-    except Exception as exc:  # the attachments a page lists are worth a warning, not the sync
-        log.warning("page %s: could not list all its attachments (%s); kept %d", page.get("id"), exc, len(results))
-    if requests:
-        listing["results"] = results
-        listing["size"] = len(results)
-        listing["_links"] = {k: v for k, v in links.items() if k != "next"}
-    return requests
-
-
-def _with_limit(url: str, limit: int) -> str:
-    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
+    def metrics(self) -> dict[str, int]:
+        """The step's figures, under the names the run's sync_metrics use."""
+        return {
+            "pages_listed": self.seen,
+            "pages_created": self.new,
+            "pages_updated": self.updated,
+            "pages_restored": self.restored,
+            "pages_unchanged": self.unchanged,
+            "pages_already_staged": self.already_staged,
+            "pages_skipped": len(self.skipped),
+            "attachment_requests": self.attachment_requests,
+        }
 
 
 def classify(
@@ -182,12 +128,7 @@ def stage_changes(
             "SELECT page_id, indexed_version, is_deleted FROM confluence_pages WHERE source_id = %s", (source_id,)
         )
     }
-    staged = dict(
-        conn.execute(
-            "SELECT page_id, version FROM confluence_sync_staged_pages WHERE source_id = %s AND stage <> 'failed'",
-            (source_id,),
-        ).fetchall()
-    )
+    staged = staging.unfinished_versions(conn, source_id)
 
     for batch in _batches(api.search_pages(cql)):
         rows = []
@@ -209,30 +150,13 @@ def stage_changes(
                 summary.already_staged += 1
                 continue
             setattr(summary, kind, getattr(summary, kind) + 1)
-            summary.attachment_requests += complete_attachments(api, page)
+            summary.attachment_requests += api.complete_attachments(page)
             summary.changes.append(StagedChange(page["id"], page.get("title") or "", version, kind, api.page_url(page)))
-            rows.append((source_id, page["id"], version, page.get("title") or "", when, kind, json.dumps(page), run_id))
+            rows.append(staging.staged_row(source_id, page, version, when, kind, run_id))
         if rows:
             with conn.transaction():
-                upsert_staged_pages(conn, rows)
+                staging.upsert_staged_pages(conn, rows)
             crashpoints.reached("stage_batch")
     if summary.newest_change is not None:
         sources.raise_pending_watermark(conn, source_id, summary.newest_change)
     return summary
-
-
-def upsert_staged_pages(conn: psycopg.Connection, rows: list[tuple]) -> None:
-    """Stage pages: (source_id, page_id, version, title, last_modified, kind, payload_json, run_id) rows.
-    An older version never replaces a newer staged one."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO confluence_sync_staged_pages
-                 (source_id, page_id, version, title, last_modified, change_kind, stage, payload, staged_by_run)
-               VALUES (%s, %s, %s, %s, %s, %s, 'fetched', %s, %s)
-               ON CONFLICT (source_id, page_id) DO UPDATE SET
-                 version = EXCLUDED.version, title = EXCLUDED.title, last_modified = EXCLUDED.last_modified,
-                 change_kind = EXCLUDED.change_kind, stage = 'fetched', payload = EXCLUDED.payload,
-                 markdown = NULL, error = NULL, attempts = 0, staged_by_run = EXCLUDED.staged_by_run, updated_at = now()
-               WHERE confluence_sync_staged_pages.version <= EXCLUDED.version""",
-            rows,
-        )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import sources
+from confluence_assets.sync import sources, staging
 
 EXAMPLES = 10  # rows named in a description / metadata
 
@@ -156,11 +156,7 @@ def watermark_current(
         problems.append(f"the newest change staged is {_iso(expected)}")
     if conn is not None:
         source_id = state_before.source_id
-        unfinished, newest_unfinished = conn.execute(
-            """SELECT count(*), max(last_modified) FROM confluence_sync_staged_pages
-               WHERE source_id = %s AND stage <> 'failed'""",
-            (source_id,),
-        ).fetchone()
+        unfinished, newest_unfinished = staging.unfinished(conn, source_id)
         indexed, newest_indexed = conn.execute(
             """SELECT count(*), max(last_modified) FROM confluence_pages
                WHERE source_id = %s AND is_deleted = FALSE AND indexed_version IS NOT NULL""",

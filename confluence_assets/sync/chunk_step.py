@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.types.json import Jsonb
 
-from confluence_assets.confluence.client import join_url
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import crashpoints
-from confluence_assets.sync.convert_step import FailedPage, record_failure
+from confluence_assets.confluence.responses import page_url
+from confluence_assets.sync import crashpoints, staging
+from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,14 @@ class ChunkSummary:
     tokens: int = 0
     failed: list[FailedPage] = field(default_factory=list)
 
+    def metrics(self) -> dict[str, int]:
+        return {
+            "pages_chunked": self.pages,
+            "chunks_staged": self.chunks,
+            "tokens_estimated": self.tokens,
+            "pages_failed": len(self.failed),
+        }
+
 
 def chunk_staged(
     conn: psycopg.Connection,
@@ -52,22 +60,11 @@ def chunk_staged(
     settings = settings or ChunkSettings()
     source_id = source_id_for(space_key)
     summary = ChunkSummary()
-    last_id = ""
-    while True:
-        rows = conn.execute(
-            """SELECT page_id, title, version, last_modified, markdown, payload->'_links'->>'webui'
-               FROM confluence_sync_staged_pages
-               WHERE source_id = %s AND stage = 'converted' AND page_id > %s
-               ORDER BY page_id LIMIT %s""",
-            (source_id, last_id, BATCH),
-        ).fetchall()
-        if not rows:
-            return summary
-        last_id = rows[-1][0]
+    for rows in staging.to_chunk(conn, source_id, BATCH):
         with conn.transaction(), conn.cursor() as cur:
             for page_id, title, version, last_modified, markdown, webui in rows:
-                page_url = join_url(base_url, webui or f"/spaces/{space_key}/pages/{page_id}")
-                meta = {"page_id": page_id, "page_title": title, "page_url": page_url, "space_key": space_key}
+                url = page_url(base_url, {"id": page_id, "_links": {"webui": webui}}, space_key)
+                meta = {"page_id": page_id, "page_title": title, "page_url": url, "space_key": space_key}
                 try:
                     chunks = chunker(
                         markdown or "",
@@ -80,31 +77,18 @@ def chunk_staged(
                 except Exception as exc:  # a chunker bug must cost one page, not the space
                     log.exception("unexpected error chunking page %s", page_id)
                     failure = FailedPage(page_id, title, f"chunking failed: {type(exc).__name__}: {exc}")
-                    _fail(cur, source_id, failure)
+                    staging.drop_chunks(cur, source_id, page_id)
+                    staging.record_failure(cur, source_id, failure)
                     summary.failed.append(failure)
                     continue
-                cur.execute(
-                    "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s",
-                    (source_id, page_id),
-                )
-                cur.executemany(
-                    """INSERT INTO confluence_sync_staged_chunks
-                         (source_id, page_id, chunk_number, content, embedding_text, metadata, content_hash,
-                          token_count)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                    staged,
-                )
-                cur.execute(
-                    """UPDATE confluence_sync_staged_pages SET stage = 'chunked', updated_at = now()
-                       WHERE source_id = %s AND page_id = %s""",
-                    (source_id, page_id),
-                )
+                staging.mark_chunked(cur, source_id, page_id, staged)
                 summary.pages += 1
                 summary.chunks += len(chunks)
                 summary.tokens += sum(c.token_count for c in chunks)
         crashpoints.reached("chunk_batch")
         if progress:
             progress(summary.pages)
+    return summary
 
 
 def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tuple:
@@ -129,10 +113,3 @@ def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tu
         c.content_hash,
         c.token_count,
     )
-
-
-def _fail(cur: psycopg.Cursor, source_id: str, failure: FailedPage) -> None:
-    cur.execute(
-        "DELETE FROM confluence_sync_staged_chunks WHERE source_id = %s AND page_id = %s", (source_id, failure.page_id)
-    )
-    record_failure(cur, source_id, failure)

@@ -24,8 +24,8 @@ from psycopg import sql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import SUPPORTED_DIMENSIONS
-from confluence_assets.sync import crashpoints
-from confluence_assets.sync.convert_step import FailedPage
+from confluence_assets.sync import crashpoints, staging
+from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,24 @@ SWAP_PARALLEL_MIN_PAGES = 40  # fewer pages than this are swapped on the step's 
 class EmbedSummary:
     chunks_staged: int = 0
     chunks_reused: int = 0
-    hashes_embedded: int = 0
+    embeddings_requested: int = 0
     pages_swapped: int = 0
-    chunks_written: int = 0
-    chunks_deleted: int = 0
+    chunks_created: int = 0
+    chunks_replaced: int = 0
     embed_seconds: float = 0.0
     swap_seconds: float = 0.0
     failed: list[FailedPage] = field(default_factory=list)
     swapped_page_ids: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "pages_swapped": self.pages_swapped,
+            "chunks_created": self.chunks_created,
+            "chunks_replaced": self.chunks_replaced,
+            "chunks_reused": self.chunks_reused,
+            "embeddings_requested": self.embeddings_requested,
+            "pages_failed": len(self.failed),
+        }
 
 
 def embedding_column(dimensions: int) -> sql.Identifier:
@@ -79,11 +89,7 @@ def embed_and_swap(
                  AND (embedding_model IS DISTINCT FROM %s OR embedding_dimension IS DISTINCT FROM %s)""",
             (source_id, model, dims),
         )
-        summary.chunks_staged = conn.execute(
-            """SELECT count(*) FROM confluence_sync_staged_chunks c JOIN confluence_sync_staged_pages p
-                 USING (source_id, page_id) WHERE c.source_id = %s AND p.stage = 'chunked'""",
-            (source_id,),
-        ).fetchone()[0]
+        summary.chunks_staged = staging.chunks_of_chunked_pages(conn, source_id)
         reused = conn.execute(
             sql.SQL(
                 """UPDATE confluence_sync_staged_chunks s
@@ -119,18 +125,7 @@ def _embed_missing(
     summary: EmbedSummary,
     progress: Callable[[str, int], None] | None,
 ) -> None:
-    last_hash = ""
-    while True:
-        rows = conn.execute(
-            """SELECT DISTINCT ON (c.content_hash) c.content_hash, c.embedding_text
-               FROM confluence_sync_staged_chunks c JOIN confluence_sync_staged_pages p USING (source_id, page_id)
-               WHERE c.source_id = %s AND p.stage = 'chunked' AND c.embedding IS NULL AND c.content_hash > %s
-               ORDER BY c.content_hash LIMIT %s""",
-            (source_id, last_hash, HASH_BATCH),
-        ).fetchall()
-        if not rows:
-            return
-        last_hash = rows[-1][0]
+    for rows in staging.to_embed(conn, source_id, HASH_BATCH):
         result = embedder.embed([text for _, text in rows])
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(
@@ -144,24 +139,13 @@ def _embed_missing(
                 ],
             )
             for index, reason in result.rejected.items():
-                _fail_pages_with_hash(cur, source_id, rows[index][0], f"embedding input rejected: {reason}", summary)
+                summary.failed.extend(
+                    staging.fail_pages_with_hash(cur, source_id, rows[index][0], f"embedding input rejected: {reason}")
+                )
         crashpoints.reached("embed_batch")
-        summary.hashes_embedded += sum(v is not None for v in result.vectors)
+        summary.embeddings_requested += sum(v is not None for v in result.vectors)
         if progress:
-            progress("embedded", summary.hashes_embedded)
-
-
-def _fail_pages_with_hash(cur, source_id: str, content_hash: str, reason: str, summary: EmbedSummary) -> None:
-    cur.execute(
-        """UPDATE confluence_sync_staged_pages p SET stage = 'failed', error = %s, attempts = attempts + 1,
-             updated_at = now()
-           FROM confluence_sync_staged_chunks c
-           WHERE c.source_id = p.source_id AND c.page_id = p.page_id
-             AND p.source_id = %s AND c.content_hash = %s AND p.stage = 'chunked'
-           RETURNING p.page_id, p.title""",
-        (reason[:2000], source_id, content_hash),
-    )
-    summary.failed.extend(FailedPage(pid, title, reason) for pid, title in cur.fetchall())
+            progress("embedded", summary.embeddings_requested)
 
 
 def _swap_ready_pages(
@@ -174,17 +158,7 @@ def _swap_ready_pages(
     connect: Callable[[], psycopg.Connection] | None = None,
     workers: int = 1,
 ) -> None:
-    ready = [
-        row[0]
-        for row in conn.execute(
-            """SELECT p.page_id FROM confluence_sync_staged_pages p
-               WHERE p.source_id = %s AND p.stage = 'chunked'
-                 AND NOT EXISTS (SELECT 1 FROM confluence_sync_staged_chunks c
-                                 WHERE c.source_id = p.source_id AND c.page_id = p.page_id AND c.embedding IS NULL)
-               ORDER BY p.page_id""",
-            (source_id,),
-        )
-    ]
+    ready = staging.ready_to_swap(conn, source_id)
     swap = _PageSwap(source_id, space_key, dimensions, summary)
     reported = 0
 
@@ -246,20 +220,12 @@ class _PageSwap:
             written = conn.execute(
                 self.insert, {"url": f"confluence://{self.space_key}/{page_id}", "sid": source_id, "pid": page_id}
             ).rowcount
-            conn.execute(
-                """UPDATE confluence_pages cp SET indexed_version = sp.version, updated_at = now()
-                   FROM confluence_sync_staged_pages sp
-                   WHERE cp.page_id = sp.page_id AND sp.source_id = %s AND sp.page_id = %s""",
-                (source_id, page_id),
-            )
-            conn.execute(
-                "DELETE FROM confluence_sync_staged_pages WHERE source_id = %s AND page_id = %s", (source_id, page_id)
-            )
+            staging.complete(conn, source_id, page_id)
             crashpoints.reached("swap_inside")
         crashpoints.reached("swap_done")
         with self.lock:
             summary = self.summary
             summary.pages_swapped += 1
-            summary.chunks_written += written
-            summary.chunks_deleted += deleted
+            summary.chunks_created += written
+            summary.chunks_replaced += deleted
             summary.swapped_page_ids.append(page_id)

@@ -28,7 +28,8 @@ from confluence_assets.confluence.client import ConfluenceAPI, FirstMatch
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceError
 from confluence_assets.confluence.keys import SOURCE_ID_PREFIX, source_id_for
-from confluence_assets.sync.changes import page_version, parse_when
+from confluence_assets.confluence.responses import page_version, parse_when
+from confluence_assets.sync import staging
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,7 @@ class _SpaceState:
 
 
 def _states(conn: psycopg.Connection, space_keys: list[str]) -> dict[str, _SpaceState]:
-    rows = conn.execute(
-        """SELECT s.source_id, s.metadata->>'last_sync_timestamp',
-                  count(p.page_id) FILTER (WHERE p.stage <> 'failed'), max(p.updated_at)
-           FROM archon_sources s LEFT JOIN confluence_sync_staged_pages p ON p.source_id = s.source_id
-           WHERE s.source_id = ANY(%s) GROUP BY 1, 2""",
-        ([source_id_for(k) for k in space_keys],),
-    ).fetchall()
+    rows = staging.unfinished_by_source(conn, [source_id_for(k) for k in space_keys])
     return {
         sid.removeprefix(SOURCE_ID_PREFIX): _SpaceState(wm, staged, at.isoformat() if at else None)
         for sid, wm, staged, at in rows

@@ -21,7 +21,6 @@ converts them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -34,9 +33,8 @@ from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
-from confluence_assets.sync import sources
-from confluence_assets.sync.changes import complete_attachments, page_version, upsert_staged_pages
-from confluence_assets.sync.convert_step import refresh_children
+from confluence_assets.confluence.responses import page_version
+from confluence_assets.sync import page_tree, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +54,10 @@ class ReconcileSummary:
     api_calls: int = 0
     duration_seconds: float = 0.0
 
-    def as_metadata(self) -> dict:
+    def metrics(self) -> dict:
         return {
-            "completed_at": datetime.now(UTC).isoformat(),
             "live_pages": self.live_pages,
+            "stored_live_pages": self.stored_live,
             "deleted": len(self.deleted),
             "restored": len(self.restored),
             "requeued": len(self.requeued),
@@ -68,6 +66,18 @@ class ReconcileSummary:
             "chunks_removed": self.chunks_removed,
             "api_calls": self.api_calls,
             "duration_seconds": round(self.duration_seconds, 2),
+        }
+
+    def as_metadata(self) -> dict:
+        """The record kept in archon_sources (``last_full_reconciliation``)."""
+        return {"completed_at": datetime.now(UTC).isoformat(), **self.metrics()}
+
+    def page_ids(self) -> dict[str, list[str]]:
+        return {
+            "deleted": self.deleted,
+            "requeued": self.requeued,
+            "restored": self.restored,
+            "vanished": self.vanished,
         }
 
 
@@ -110,11 +120,6 @@ def list_live_pages(api: ConfluenceAPI, space_key: str) -> dict[str, LivePage]:
     }
 
 
-def _parent_from_path(path: str | None, page_id: str) -> str | None:
-    parts = [p for p in (path or "").split("/") if p]
-    return parts[-2] if len(parts) >= 2 and parts[-1] == page_id else None
-
-
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -132,7 +137,7 @@ def reconcile_space(
     summary = ReconcileSummary(live_pages=len(live))
 
     stored = {
-        pid: (indexed, deleted, _parent_from_path(path, pid))
+        pid: (indexed, deleted, page_tree.parent_of(path, pid))
         for pid, indexed, deleted, path in conn.execute(
             "SELECT page_id, indexed_version, is_deleted, path FROM confluence_pages WHERE source_id = %s",
             (source_id,),
@@ -160,11 +165,8 @@ def reconcile_space(
                      updated_at = now() WHERE page_id = ANY(%s)""",
                 (batch,),
             )
-            conn.execute(
-                "DELETE FROM confluence_sync_staged_pages WHERE source_id = %s AND page_id = ANY(%s)",
-                (source_id, batch),
-            )
-            refresh_children(conn, {stored[pid][2] for pid in batch if stored[pid][2]})
+            staging.drop(conn, source_id, batch)
+            page_tree.refresh_children(conn, {stored[pid][2] for pid in batch if stored[pid][2]})
     summary.deleted = gone
 
     for kind, ids in (("restored", restored), ("requeued", missed)):
@@ -203,10 +205,10 @@ def _stage_by_id(
                 log.warning("%s: skipped a fetched page: %s", source_id, exc)
                 skipped.append((str(page.get("id") or "?"), str(exc)))
                 continue
-            complete_attachments(api, page)
-            rows.append((source_id, page["id"], version, page.get("title") or "", when, kind, json.dumps(page), run_id))
+            api.complete_attachments(page)
+            rows.append(staging.staged_row(source_id, page, version, when, kind, run_id))
             staged.append(page["id"])
         if rows:
             with conn.transaction():
-                upsert_staged_pages(conn, rows)
+                staging.upsert_staged_pages(conn, rows)
     return staged

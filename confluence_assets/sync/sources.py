@@ -4,6 +4,10 @@
 ``last_sync_timestamp`` (the watermark: Confluence's time of the newest change that is fully indexed),
 ``pending_sync_watermark`` (newest change staged, not yet indexed), ``last_sync_completed_at``,
 ``last_full_reconciliation``, ``total_pages`` and ``sync_metrics``.
+
+A space's deletion strategy says when reconciliation looks for its deleted pages: with the weekly
+schedule (WEEKLY_RECONCILIATION, the default), with every sync (EVERY_SYNC), or only when someone asks
+(ON_DEMAND).
 """
 
 from __future__ import annotations
@@ -16,34 +20,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.confluence.responses import Space
+from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DELETION_STRATEGIES
+from confluence_assets.sync import staging
 
-DELETION_STRATEGIES = ("weekly_reconciliation", "every_sync", "on_demand")
-DEFAULT_DELETION_STRATEGY = "weekly_reconciliation"
-
-
-@dataclass(frozen=True)
-class Space:
-    key: str
-    name: str
-    type: str  # "global" | "personal"
-    status: str  # "current" | "archived"
-    id: str | None = None
-    url: str | None = None
-    description: str | None = None
-
-    @classmethod
-    def from_api(cls, data: dict, site_base: str) -> Space:
-        webui = (data.get("_links") or {}).get("webui")
-        description = ((data.get("description") or {}).get("plain") or {}).get("value")
-        return cls(
-            key=data["key"],
-            name=data.get("name") or data["key"],
-            type=data.get("type") or "global",
-            status=data.get("status") or "current",
-            id=str(data["id"]) if data.get("id") is not None else None,
-            url=site_base.rstrip("/") + webui if webui else None,
-            description=description or None,
-        )
+WEEKLY_RECONCILIATION = "weekly_reconciliation"
+EVERY_SYNC = "every_sync"
+ON_DEMAND = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -166,6 +149,30 @@ def get_sync_state(conn: psycopg.Connection, source_id: str) -> SyncState:
     )
 
 
+def base_url(conn: psycopg.Connection, source_id: str) -> str:
+    """The site's wiki base the space was synced from (``confluence_base_url``), "" when not known."""
+    return get_sync_state(conn, source_id).metadata.get("confluence_base_url") or ""
+
+
+def deletion_strategy(conn: psycopg.Connection, source_id: str) -> str:
+    """The space's deletion strategy (DEFAULT_DELETION_STRATEGY when it has none)."""
+    return get_sync_state(conn, source_id).deletion_strategy
+
+
+def spaces_with_strategy(conn: psycopg.Connection, space_keys: list[str], strategy: str) -> list[str]:
+    """The keys of ``space_keys``, in that order, whose deletion strategy is ``strategy``; a space with no
+    archon_sources row or no strategy in it counts as having DEFAULT_DELETION_STRATEGY."""
+    source_ids = {key: source_id_for(key) for key in space_keys}
+    strategies = dict(
+        conn.execute(
+            """SELECT source_id, COALESCE(metadata->>'deletion_check_strategy', %s)
+               FROM archon_sources WHERE source_id = ANY(%s)""",
+            (DEFAULT_DELETION_STRATEGY, list(source_ids.values())),
+        ).fetchall()
+    )
+    return [key for key in space_keys if strategies.get(source_ids[key], DEFAULT_DELETION_STRATEGY) == strategy]
+
+
 def merge_metadata(conn: psycopg.Connection, source_id: str, fields: dict[str, Any]) -> None:
     conn.execute(
         "UPDATE archon_sources SET metadata = COALESCE(metadata, '{}'::jsonb) || %s, updated_at = now() "
@@ -187,16 +194,9 @@ def raise_pending_watermark(conn: psycopg.Connection, source_id: str, newest_cha
     )
 
 
-def unfinished_pages(conn: psycopg.Connection, source_id: str) -> int:
-    """Staged pages still on their way (failed ones are recorded, not unfinished)."""
-    return conn.execute(
-        "SELECT count(*) FROM confluence_sync_staged_pages WHERE source_id = %s AND stage <> 'failed'",
-        (source_id,),
-    ).fetchone()[0]
-
-
-def complete_sync(conn: psycopg.Connection, source_id: str, metrics: dict[str, Any]) -> datetime | None:
-    """Advance the watermark to the pending one if nothing staged is left unfinished.
+def complete_sync(conn: psycopg.Connection, source_id: str, run_totals: dict[str, Any]) -> datetime | None:
+    """Advance the watermark to the pending one if nothing staged is left unfinished, and keep the run's
+    totals (:func:`record_run_metrics`) as the space's ``sync_metrics`` with the run's duration.
 
     Returns the watermark now in force. Called in the same transaction that checks staging, so a
     concurrent run staging new pages keeps the watermark where it is until those pages are indexed.
@@ -207,9 +207,9 @@ def complete_sync(conn: psycopg.Connection, source_id: str, metrics: dict[str, A
         )  # serialise with raise_pending_watermark of another run
         state = get_sync_state(conn, source_id)
         now = datetime.now(UTC)
-        fields: dict[str, Any] = {"sync_metrics": metrics, "last_sync_completed_at": _iso(now)}
+        fields: dict[str, Any] = {"sync_metrics": _sync_metrics(run_totals, now), "last_sync_completed_at": _iso(now)}
         watermark = state.watermark
-        if unfinished_pages(conn, source_id) == 0 and state.pending_watermark is not None:
+        if staging.unfinished_pages(conn, source_id) == 0 and state.pending_watermark is not None:
             if watermark is None or state.pending_watermark > watermark:
                 watermark = state.pending_watermark
         if watermark is not None:
@@ -223,6 +223,14 @@ def complete_sync(conn: psycopg.Connection, source_id: str, metrics: dict[str, A
         merge_metadata(conn, source_id, fields)
         conn.execute("UPDATE archon_sources SET total_word_count = %s WHERE source_id = %s", (totals[1], source_id))
     return watermark
+
+
+def _sync_metrics(run_totals: dict[str, Any], now: datetime) -> dict[str, Any]:
+    metrics = {k: v for k, v in run_totals.items() if k != "started_at"}
+    started = _ts(run_totals.get("started_at"))
+    if started is not None:
+        metrics["last_sync_duration_seconds"] = round((now - started).total_seconds(), 1)
+    return metrics
 
 
 def record_run_metrics(conn: psycopg.Connection, source_id: str, run_id: str, counts: dict[str, Any]) -> dict[str, Any]:

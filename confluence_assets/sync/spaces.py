@@ -6,11 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluence_assets.confluence.keys import SPACE_KEY_PATTERN, validate_space_key
+from confluence_assets.confluence.responses import Space
+from confluence_assets.settings import SPACE_STATUSES, SPACE_TYPES
 from confluence_assets.sync import sources
-from confluence_assets.sync.sources import Space
-
-SPACE_TYPES = ("global", "personal")
-SPACE_STATUSES = ("current", "archived")
 
 
 class SelectionError(ValueError):
