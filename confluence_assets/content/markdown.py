@@ -14,7 +14,9 @@ from bs4 import BeautifulSoup, Tag
 from markdownify import MarkdownConverter
 
 from .links import LinkContext
-from .storage import References, StoragePreprocessor, parse_storage
+from .references import References
+from .storage import StoragePreprocessor
+from .xhtml import parse_storage
 
 _BACKTICK_RUNS = re.compile(r"`{3,}")
 _TILDE_RUNS = re.compile(r"~{3,}")

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from confluence_assets.confluence.responses import page_url as confluence_page_url
+
 from .blocks import outline
 from .links import LinkContext, space_key_from
-from .storage import References, attachment_media_type
+from .references import References
+from .xhtml import attachment_media_type
 
 _LINK_TARGET = re.compile(r"\]\([^)\n]*\)")
 _WORD = re.compile(r"\w+")
@@ -35,10 +38,7 @@ def _results(obj: Any, *path: str) -> list[Mapping[str, Any]]:
 
 
 def page_url(page: Mapping[str, Any], ctx: LinkContext) -> str:
-    webui = _get(page, "_links", "webui")
-    if isinstance(webui, str) and webui:
-        return ctx.base_url + webui if webui.startswith("/") else webui
-    return ctx.page_url_by_id(str(page.get("id") or ""), space_key_from(page) or ctx.space_key)
+    return confluence_page_url(ctx.base_url, page, space_key_from(page) or ctx.space_key)
 
 
 def page_ref(page: Mapping[str, Any], ctx: LinkContext) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def build_metadata(
         "position": sibling_position(page),
         "ancestors": [page_ref(a, ctx) for a in page.get("ancestors") or [] if isinstance(a, Mapping)],
         # The expansion lists the first children only (25 on Cloud); the sync recomputes this list from
-        # the stored tree, keeping this order (see confluence_assets.sync.convert_step.refresh_children).
+        # the stored tree, keeping this order (see confluence_assets.sync.page_tree.refresh_children).
         "children": [page_ref(c, ctx) for c in _results(page, "children", "page")],
         "created_by": _person(_get(history, "createdBy"), ctx),
         "last_modified_by": _person(modified_by, ctx),
