@@ -61,8 +61,9 @@ def main() -> None:
 
     import dagster as dg
 
+    from confluence_assets import settings
     from confluence_assets.db.embedded import ensure_embedded_server, stop_embedded_server
-    from confluence_assets.defs.assets import changed_pages, chunk_embeddings, page_chunks, page_metadata
+    from confluence_assets.defs.assets import build_assets
     from confluence_assets.defs.resources import ConfluenceResource, EmbeddingsResource, PostgresResource
 
     try:
@@ -75,7 +76,8 @@ def main() -> None:
             "embeddings": EmbeddingsResource(api_key=emb_key, base_url=emb_url, dimensions=1536),
         }
         space = sandbox["space"]
-        assets = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
+        built = build_assets(settings.load())
+        assets = [built.changed_pages, built.page_metadata, built.page_chunks, built.chunk_embeddings]
         print(f"corpus: {args.pages} pages, {sandbox['corpus_mb']:.1f} MB storage XHTML, space {space}")
 
         with dg.DagsterInstance.ephemeral() as instance:
@@ -107,7 +109,7 @@ def main() -> None:
         for step, step_s in full_steps.items():
             print(f"  {step:<16} {step_s:7.1f} s")
         print(
-            f"  chunk_embeddings: {embed_meta.get('chunks_written')} chunks, embedding "
+            f"  chunk_embeddings: {embed_meta.get('chunks_created')} chunks, embedding "
             f"{embed_meta.get('embedding_seconds')} s, swap {embed_meta.get('swap_seconds')} s"
         )
         print(f"  Confluence requests: {full_req} (1 per {args.pages / max(full_req, 1):.0f} pages)")

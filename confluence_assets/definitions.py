@@ -1,78 +1,30 @@
-"""The code location: one Definitions object, loaded by workspace.yaml (and `dagster dev -m`).
+"""The code location: its definitions loaded from the ``defs/`` folder (a ``dg`` project, see pyproject.toml).
 
-Resources read their settings from environment variables. Optional settings are wired as EnvVar only
-when set, so Cloud (email + token) and Data Center (PAT) set-ups both load, and secrets appear in the UI
-as variable names, never values.
+Each module of ``confluence_assets/defs`` that makes Dagster objects contributes them: jobs at module
+level; assets, sensors, schedules and resources from a ``@dg.definitions`` function that reads the
+settings (``confluence_assets.settings.load()``) when the definitions load, never at import. workspace.yaml,
+``dagster dev -m`` and ``dg dev`` all load this module.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
+from pathlib import Path
 
 import dagster as dg
 
-from confluence_assets import settings
-from confluence_assets.defs.assets import (
-    changed_pages,
-    chunk_embeddings,
-    confluence_spaces,
-    page_chunks,
-    page_metadata,
-    page_reconciliation,
-)
-from confluence_assets.defs.automation import (
-    confluence_change_sensor,
-    confluence_reconciliation_schedule,
-    confluence_space_sensor,
-)
-from confluence_assets.defs.jobs import confluence_reconciliation_job, confluence_spaces_job, confluence_sync_job
-from confluence_assets.defs.resources import (
-    ConfluenceResource,
-    EmbeddingsResource,
-    PostgresResource,
-    SpaceSelectionResource,
-)
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _optional_env(name: str) -> dg.EnvVar | None:
-    return dg.EnvVar(name) if settings.env(name) else None
+def load_definitions() -> dg.Definitions:
+    """Every definition of the defs folder, merged."""
+    if (PACKAGE_DIR.parent / "pyproject.toml").is_file():  # a source checkout: the dg project's own config
+        return dg.load_from_defs_folder(path_within_project=PACKAGE_DIR)
+    # An installed wheel has no pyproject.toml: the same folder, named by its module.
+    defs_module = importlib.import_module("confluence_assets.defs")
+    return dg.ComponentTree.from_module(defs_module=defs_module, project_root=PACKAGE_DIR.parent).build_defs()
 
 
-def _list_env(name: str, default: list[str]) -> list[str]:
-    value = settings.env(name)
-    return [item.strip() for item in value.split(",") if item.strip()] if value else default
-
-
-def build_resources() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "confluence": ConfluenceResource(
-            url=dg.EnvVar(settings.CONFLUENCE_URL),
-            email=_optional_env(settings.CONFLUENCE_EMAIL),
-            api_token=_optional_env(settings.CONFLUENCE_API_TOKEN),
-            personal_access_token=_optional_env(settings.CONFLUENCE_PAT),
-            site_timezone=_optional_env(settings.CONFLUENCE_SITE_TIMEZONE),
-        ),
-        "database": PostgresResource(database_url=_optional_env("DATABASE_URL")),
-        "embeddings": EmbeddingsResource(
-            model=settings.env(settings.EMBEDDING_MODEL) or settings.DEFAULT_EMBEDDING_MODEL,
-            dimensions=int(settings.env(settings.EMBEDDING_DIMENSIONS) or settings.DEFAULT_EMBEDDING_DIMENSIONS),
-            api_key=dg.EnvVar(settings.OPENAI_API_KEY),
-            base_url=_optional_env(settings.OPENAI_BASE_URL),
-        ),
-        "space_selection": SpaceSelectionResource(
-            include_keys=_list_env("CONFLUENCE_SPACES", []),
-            exclude_keys=_list_env("CONFLUENCE_EXCLUDE_SPACES", []),
-            space_types=_list_env("CONFLUENCE_SPACE_TYPES", ["global"]),
-            statuses=_list_env("CONFLUENCE_SPACE_STATUSES", ["current"]),
-            deletion_strategy=os.environ.get("CONFLUENCE_DELETION_STRATEGY") or "weekly_reconciliation",
-        ),
-    }
-
-
-defs = dg.Definitions(
-    assets=[confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings],
-    jobs=[confluence_spaces_job, confluence_sync_job, confluence_reconciliation_job],
-    sensors=[confluence_change_sensor, confluence_space_sensor],
-    schedules=[confluence_reconciliation_schedule],
-    resources=build_resources(),
-)
+@dg.definitions
+def defs() -> dg.Definitions:
+    return load_definitions()

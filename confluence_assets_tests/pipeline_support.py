@@ -14,14 +14,8 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from confluence_assets.defs.assets import (
-    changed_pages,
-    chunk_embeddings,
-    confluence_spaces,
-    page_chunks,
-    page_metadata,
-    page_reconciliation,
-)
+from confluence_assets import settings
+from confluence_assets.defs.assets import build_assets
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
 from confluence_assets.defs.resources import (
     ConfluenceResource,
@@ -31,6 +25,14 @@ from confluence_assets.defs.resources import (
 )
 from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
+# The code location's assets, built as it builds them (conftest.py sets a short step retry delay first).
+ASSETS = build_assets(settings.load())
+confluence_spaces = ASSETS.confluence_spaces
+changed_pages = ASSETS.changed_pages
+page_reconciliation = ASSETS.page_reconciliation
+page_metadata = ASSETS.page_metadata
+page_chunks = ASSETS.page_chunks
+chunk_embeddings = ASSETS.chunk_embeddings
 SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
 ALL_ASSETS = [confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings]
 SITE_ZONE = "Asia/Seoul"

@@ -20,12 +20,14 @@ import pytest
 from psycopg import sql
 
 from confluence_assets.db.urls import with_database
-from confluence_assets.defs.assets import CHECKS, changed_pages, chunk_embeddings
+from confluence_assets.defs.checks import CHECKS
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
 from confluence_assets.sandbox import Site
 from confluence_assets.sync import checks, sources
-from confluence_assets.sync.changes import upsert_staged_pages
+from confluence_assets.sync.staging import upsert_staged_pages
 from confluence_assets_tests.pipeline_support import (
+    changed_pages,
+    chunk_embeddings,
     generated_site,
     only_space,
     resources_for,

@@ -16,12 +16,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from confluence_assets.defs.assets import page_chunks, page_metadata, page_reconciliation
-from confluence_assets.defs.automation import (
-    confluence_change_sensor,
-    confluence_reconciliation_schedule,
-    confluence_space_sensor,
-)
+from confluence_assets import settings
+from confluence_assets.defs.schedules import build_schedules
+from confluence_assets.defs.sensors import build_sensors
 from confluence_assets.sandbox import Site, generate_corpus
 from confluence_assets_tests.pipeline_support import (
     SEARCH,
@@ -31,11 +28,18 @@ from confluence_assets_tests.pipeline_support import (
     db_state,
     discover_spaces,
     generated_site,
+    page_chunks,
+    page_metadata,
+    page_reconciliation,
     resources_for,
     sandbox_servers,
     step_failure_message,
     sync_space,
 )
+
+# The sensors and the schedule, built as the code location builds them.
+confluence_change_sensor, confluence_space_sensor = build_sensors(settings.load().automation)
+(confluence_reconciliation_schedule,) = build_schedules(settings.load().automation)
 
 
 @pytest.fixture
@@ -121,7 +125,7 @@ def test_a_failing_space_is_reported_and_the_others_still_requested(migrated_db_
 
 
 def test_never_synced_and_half_finished_spaces_are_requested(migrated_db_url, instance, site):
-    from confluence_assets.defs.assets import changed_pages
+    from confluence_assets_tests.pipeline_support import changed_pages
 
     keys = _spaces(site)
     with sandbox_servers(site) as sb:
@@ -213,7 +217,7 @@ def test_a_new_space_gets_a_partition_and_its_first_sync(migrated_db_url, instan
 
 
 def _reconcile(instance, resources, key, **kwargs):
-    from confluence_assets.defs.assets import chunk_embeddings
+    from confluence_assets_tests.pipeline_support import chunk_embeddings
 
     return dg.materialize(
         [page_reconciliation, page_metadata, page_chunks, chunk_embeddings],
@@ -377,11 +381,11 @@ def _done_in(result) -> set[str]:
 
 
 def test_the_probe_budget_holds_and_the_spaces_not_reached_go_first_next_tick(migrated_db_url, instance, monkeypatch):
-    from confluence_assets.defs import automation
+    from confluence_assets.defs import sensors
 
     site, keys = _watermarked_site(40)
     budget = 1.5
-    monkeypatch.setattr(automation, "PROBE_BUDGET_SECONDS", budget)
+    monkeypatch.setattr(sensors, "PROBE_BUDGET_SECONDS", budget)
     with sandbox_servers(site) as sb:
         resources = resources_for(sb, migrated_db_url)
         instance.add_dynamic_partitions("confluence_spaces", keys)
@@ -404,10 +408,10 @@ def test_the_probe_budget_holds_and_the_spaces_not_reached_go_first_next_tick(mi
 
 
 def test_a_rate_limited_space_does_not_hold_the_tick_up(migrated_db_url, instance, site, monkeypatch):
-    from confluence_assets.defs import automation
+    from confluence_assets.defs import sensors
 
     keys = _spaces(site)
-    monkeypatch.setattr(automation, "PROBE_BUDGET_SECONDS", 15.0)
+    monkeypatch.setattr(sensors, "PROBE_BUDGET_SECONDS", 15.0)
     with sandbox_servers(site) as sb:
         _synced(site, instance, migrated_db_url, sb)
         # The sync's production settings: 30 s timeout, 6 retries, Retry-After honoured up to 120 s.
@@ -558,10 +562,10 @@ RETRIED_ASSETS = ("confluence_spaces", "changed_pages", "page_reconciliation", "
 @pytest.fixture
 def quick_step_retries(monkeypatch):
     """The assets' own retry policies, with their delay cut to 10 ms (production: ~30 s, then ~90 s)."""
-    from confluence_assets.defs import assets
+    from confluence_assets_tests.pipeline_support import ASSETS
 
     for name in RETRIED_ASSETS:
-        op = getattr(assets, name).op
+        op = getattr(ASSETS, name).op
         policy = op.retry_policy
         assert policy is not None, f"{name} has no retry policy"
         assert (policy.max_retries, policy.backoff, policy.jitter) == (2, dg.Backoff.EXPONENTIAL, dg.Jitter.PLUS_MINUS)
@@ -570,8 +574,9 @@ def quick_step_retries(monkeypatch):
 
 def test_the_step_retry_delay_is_30_seconds_unless_its_variable_says_otherwise():
     script = (
-        "import confluence_assets.defs.assets as a\n"
-        f"print(sorted({{getattr(a, n).op.retry_policy.delay for n in {RETRIED_ASSETS!r}}}))"
+        "from confluence_assets.definitions import load_definitions\n"
+        "d = load_definitions()\n"
+        f"print(sorted({{d.get_assets_def(n).op.retry_policy.delay for n in {RETRIED_ASSETS!r}}}))"
     )
     delays = {}
     for value in (None, "0.25"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import dagster as dg
 import pytest
 
@@ -11,6 +9,7 @@ from confluence_assets.sandbox import Site, generate_corpus
 from confluence_assets_tests.pipeline_support import (
     assert_matches_site,
     asset_metadata,
+    confluence_spaces,
     discover_spaces,
     resources_for,
     sandbox_servers,
@@ -27,9 +26,10 @@ def defs(monkeypatch):
     monkeypatch.setenv("CONFLUENCE_API_TOKEN", "ATATT-sekrit-0099")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-sekrit-0099")
     monkeypatch.delenv("CONFLUENCE_PAT", raising=False)
-    import confluence_assets.definitions as module
+    from confluence_assets.definitions import load_definitions
 
-    return importlib.reload(module).defs
+    with dg.instance_for_test():  # loading the defs folder consults the current instance
+        return load_definitions()  # the settings are read as the definitions load
 
 
 def test_definitions_load_with_the_asset_graph_in_order(defs):
@@ -110,7 +110,7 @@ def test_an_invalid_include_key_fails_clearly(migrated_db_url):
         resources = resources_for(sb, migrated_db_url, space_selection={"include_keys": ['ENG" OR space != "X']})
         with pytest.raises(Exception, match="invalid Confluence space key"):
             dg.materialize(
-                [importlib.import_module("confluence_assets.defs.assets").confluence_spaces],
+                [confluence_spaces],
                 instance=instance,
                 resources=resources,
             )

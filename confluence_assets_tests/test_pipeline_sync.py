@@ -50,7 +50,7 @@ def test_full_sync_of_a_generated_space_and_the_real_samples(migrated_db_url, in
             assert_matches_site(site, migrated_db_url, key)
             meta = asset_metadata(result, "changed_pages")
             live = site.live_pages(key)
-            assert meta["full_load"] is True and meta["pages_new"] == len(live)
+            assert meta["full_load"] is True and meta["pages_created"] == len(live)
             # Bodies come with the listing: one search request per 50 pages, no per-page round trips, except
             # one for each page with more attachments than the expansion lists (three of the real samples).
             overflowing = sum(len(p.attachments) > CHILDREN_EXPANSION_LIMIT for p in live)
@@ -89,9 +89,9 @@ def test_rerunning_without_changes_is_a_noop(migrated_db_url, instance, site):
         assert sb.conf.stats.total - calls_before <= 2
     assert after["pages"] == before["pages"] and after["chunks"] == before["chunks"]
     changed = asset_metadata(result, "changed_pages")
-    assert (changed["pages_new"], changed["pages_updated"]) == (0, 0)
+    assert (changed["pages_created"], changed["pages_updated"]) == (0, 0)
     assert changed["pages_unchanged"] >= 1  # the overlap window re-reads the newest pages, skipped by version
-    assert asset_metadata(result, "chunk_embeddings")["chunks_written"] == 0
+    assert asset_metadata(result, "chunk_embeddings")["chunks_created"] == 0
 
 
 # Confluence requests each asset may make when it runs alone after a full sync of a space of <= 50 pages:
@@ -144,7 +144,7 @@ def test_editing_one_paragraph_reembeds_only_that_pages_changed_chunks(migrated_
         reembedded = sb.emb.stats.inputs - inputs_before
     after = db_state(migrated_db_url, key)
     changed = asset_metadata(result, "changed_pages")
-    assert (changed["pages_new"], changed["pages_updated"]) == (0, 1)
+    assert (changed["pages_created"], changed["pages_updated"]) == (0, 1)
     assert asset_metadata(result, "page_metadata")["pages_converted"] == 1
     old_hashes = {c[4] for c in before["chunks"][target]}
     new_hashes = {c[4] for c in after["chunks"][target]}
@@ -243,7 +243,7 @@ def test_a_page_created_in_the_minute_the_watermark_straddles_is_not_missed(
     changed = asset_metadata(result, "changed_pages")
     since = datetime(2026, 6, 1, 19, 0) - timedelta(minutes=overlap_minutes)  # the watermark's minute in Seoul
     assert f'lastModified >= "{since:%Y-%m-%d %H:%M}"' in changed["cql"]
-    assert changed["pages_new"] == 1
+    assert changed["pages_created"] == 1
     assert late.id in assert_matches_site(site, migrated_db_url, key)["pages"]
 
 
@@ -266,8 +266,8 @@ def test_a_non_utc_site_time_zone_loses_nothing(migrated_db_url, instance, confi
 
 
 def test_a_run_killed_between_metadata_and_embeddings_converges(migrated_db_url, server_url, instance, site):
-    from confluence_assets.defs.assets import changed_pages, page_metadata
     from confluence_assets_tests.conftest import _create_database, _drop_database
+    from confluence_assets_tests.pipeline_support import changed_pages, page_metadata
 
     key = _space(site)
     reference_url = _create_database(server_url, "t_reference_sync", template="ca_template_migrated")
@@ -419,7 +419,7 @@ def test_children_lists_come_from_the_stored_tree(migrated_db_url, instance, sit
         site.trash_page(kids[7].id)
         result = sync_space(instance, resources, key)
     changed = asset_metadata(result, "changed_pages")
-    assert (changed["pages_new"], changed["pages_updated"]) == (1, 0)
+    assert (changed["pages_created"], changed["pages_updated"]) == (1, 0)
     # Requeued: the moved child, and the added one (staged by the search, not stored yet).
     assert (changed["reconciliation"]["deleted"], changed["reconciliation"]["requeued"]) == (1, 2)
     assert asset_metadata(result, "page_metadata")["pages_converted"] == 2  # added and moved: not the hub
@@ -550,7 +550,7 @@ def test_a_search_result_without_version_is_skipped_with_its_reason(
         result = sync_space(instance, resources_for(sb, migrated_db_url), key)
     changed = asset_metadata(result, "changed_pages")
     assert changed["pages_listed"] == len(site.live_pages(key))
-    assert changed["pages_new"] == len(site.live_pages(key)) - 1 and changed["pages_skipped"] == 1
+    assert changed["pages_created"] == len(site.live_pages(key)) - 1 and changed["pages_skipped"] == 1
     assert victim.id in changed["skipped_pages"] and "without version information" in changed["skipped_pages"]
     assert set(db_state(migrated_db_url, key)["pages"]) == {p.id for p in site.live_pages(key)} - {victim.id}
     assert f"page {victim.id} came without version information" in caplog.text

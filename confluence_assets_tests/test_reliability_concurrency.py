@@ -64,7 +64,8 @@ def test_the_run_queue_allows_one_run_per_space_and_pools_confluence_steps():
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert config["concurrency"]["pools"]["default_limit"] == 2
-    from confluence_assets.defs.assets import CONFLUENCE_POOL, changed_pages, confluence_spaces, page_reconciliation
+    from confluence_assets.defs.execution import CONFLUENCE_POOL
+    from confluence_assets_tests.pipeline_support import changed_pages, confluence_spaces, page_reconciliation
 
     for asset in (changed_pages, confluence_spaces, page_reconciliation):
         assert asset.op.pool == CONFLUENCE_POOL

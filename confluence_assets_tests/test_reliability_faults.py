@@ -11,7 +11,6 @@ import time
 import dagster as dg
 import pytest
 
-from confluence_assets.defs.assets import STEP_RETRY_POLICY, page_reconciliation
 from confluence_assets.embeddings import Embedder
 from confluence_assets.sandbox import Site
 from confluence_assets_tests.pipeline_support import (
@@ -21,6 +20,7 @@ from confluence_assets_tests.pipeline_support import (
     db_state,
     generated_site,
     only_space,
+    page_reconciliation,
     resources_for,
     sandbox_servers,
     step_failure_message,
@@ -95,7 +95,7 @@ def test_timeouts_and_connection_resets_mid_pagination_skip_and_duplicate_nothin
     assert slow.applied == 2 and resets.applied == 3
     meta = asset_metadata(result, "changed_pages")
     # Every page listed exactly once: the retried request is the same cursor, not the next one.
-    assert meta["pages_listed"] == meta["pages_new"] == len(site.live_pages(key))
+    assert meta["pages_listed"] == meta["pages_created"] == len(site.live_pages(key))
     assert meta["api_retries"] >= 4  # one request was both slow and reset
     assert_matches_site(site, migrated_db_url, key)
 
@@ -133,7 +133,7 @@ def test_a_listing_that_never_finishes_fails_the_run_instead_of_ending_early(mig
         endless = sb.conf.faults.add(SEARCH, empty_page=True, skip=1, times=None)
         result = sync_space(instance, _resources(sb, migrated_db_url), key, raise_on_error=False)
     # Per attempt: the same page again, retried 5 times after the first; the step itself is retried twice.
-    assert not result.success and endless.applied == 7 * (STEP_RETRY_POLICY.max_retries + 1)
+    assert not result.success and endless.applied == 7 * (page_reconciliation.op.retry_policy.max_retries + 1)
     message = step_failure_message(result)
     assert "the listing was not taken as complete" in message and message.count("\n") == 0
     state = db_state(migrated_db_url, key)

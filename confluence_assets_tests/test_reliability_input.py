@@ -15,11 +15,11 @@ import pytest
 
 from confluence_assets.confluence.cql import quote, space_pages_cql
 from confluence_assets.confluence.keys import InvalidSpaceKeyError
-from confluence_assets.defs.assets import confluence_spaces
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME
 from confluence_assets.sandbox import Site
 from confluence_assets_tests.pipeline_support import (
     SEARCH,
+    confluence_spaces,
     db_state,
     generated_site,
     only_space,

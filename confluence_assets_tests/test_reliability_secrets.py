@@ -71,7 +71,8 @@ def _run(instance, resources, key, *, raise_on_error=True):
 def test_no_secret_reaches_logs_events_config_metadata_errors_or_cli_output(
     migrated_db_url, server_url, monkeypatch, caplog, capfd, tmp_path
 ):
-    from confluence_assets.definitions import build_resources
+    from confluence_assets import settings
+    from confluence_assets.defs.resources import build_resources
 
     site = Site(timezone="Asia/Seoul")
     generate_corpus(site, seed=9, spaces=1, pages_per_space=12, large_pages=0, empty_pages=0)
@@ -101,20 +102,20 @@ def test_no_secret_reaches_logs_events_config_metadata_errors_or_cli_output(
         # Cloud credentials: a good run, then failures on both providers.
         monkeypatch.setenv("CONFLUENCE_EMAIL", EMAIL)
         monkeypatch.setenv("CONFLUENCE_API_TOKEN", API_TOKEN)
-        results.append(_run(instance, build_resources(), key))
+        results.append(_run(instance, build_resources(settings.load()), key))
         conf.faults.add("GET /wiki/rest/api/content/search", status=403, times=1)
-        results.append(_run(instance, build_resources(), key, raise_on_error=False))
+        results.append(_run(instance, build_resources(settings.load()), key, raise_on_error=False))
         site.edit_page(site.live_pages(key)[1].id, body="<p>changed for the embedding failure</p>")
         emb.faults.add("POST /v1/embeddings", status=401, times=None)
-        results.append(_run(instance, build_resources(), key, raise_on_error=False))
+        results.append(_run(instance, build_resources(settings.load()), key, raise_on_error=False))
         emb.faults.clear()
         # Data Center credentials: a good run and a rejected one.
         monkeypatch.delenv("CONFLUENCE_EMAIL")
         monkeypatch.delenv("CONFLUENCE_API_TOKEN")
         monkeypatch.setenv("CONFLUENCE_PAT", PAT)
-        results.append(_run(instance, build_resources(), key))
+        results.append(_run(instance, build_resources(settings.load()), key))
         conf.faults.add("GET /wiki/rest/api/content/search", status=401, times=1)
-        results.append(_run(instance, build_resources(), key, raise_on_error=False))
+        results.append(_run(instance, build_resources(settings.load()), key, raise_on_error=False))
         assert [r.success for r in results] == [True, False, False, True, False]
         assert conf.stats["GET /wiki/rest/api/content/search"] >= 5 and emb.stats.requests >= 2
 

@@ -164,7 +164,12 @@ def test_every_filter_selects_exactly_the_pages_the_sandbox_says(synced):
 
 
 def test_deleted_pages_never_appear(synced):
-    from confluence_assets.defs.assets import chunk_embeddings, page_chunks, page_metadata, page_reconciliation
+    from confluence_assets_tests.pipeline_support import (
+        chunk_embeddings,
+        page_chunks,
+        page_metadata,
+        page_reconciliation,
+    )
 
     site, key = synced["site"], synced["key"]
     victim = site.live_pages(key)[5]

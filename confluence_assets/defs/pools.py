@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from confluence_assets.defs.assets import CONFLUENCE_POOL
+from confluence_assets.defs.execution import CONFLUENCE_POOL
 
 POOLS = (CONFLUENCE_POOL,)
 

@@ -1,5 +1,9 @@
-"""Configurable resources. Secrets come in through EnvVar, so the UI shows the variable's name, never its
-value; the plain clients they build know nothing about Dagster."""
+"""Configurable resources, and the code location's resources built from the loaded settings.
+
+Secrets come in through EnvVar, so the UI shows the variable's name, never its value; optional settings
+are wired only when set, so Cloud (email + token) and Data Center (PAT) set-ups both load. The plain
+clients the resources build know nothing about Dagster.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
+from confluence_assets import settings
 from confluence_assets.confluence.client import PROBE_RETRY, PROBE_TIMEOUT_SECONDS, ConfluenceAPI, RetryPolicy
 from confluence_assets.confluence.cql import site_zone
 from confluence_assets.confluence.errors import ConfluenceConfigError
@@ -17,8 +22,7 @@ from confluence_assets.db import migrations
 from confluence_assets.db.connection import connect, resolve_database
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
-from confluence_assets.settings import DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MODEL
-from confluence_assets.sync.sources import DEFAULT_DELETION_STRATEGY
+from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MODEL
 
 
 class ConfluenceResource(dg.ConfigurableResource):
@@ -68,7 +72,7 @@ class ConfluenceResource(dg.ConfigurableResource):
 
     def _client(self, timeout_seconds: float, retry: RetryPolicy) -> ConfluenceAPI:
         if not self.url:
-            raise ConfluenceConfigError("CONFLUENCE_URL is not set")
+            raise ConfluenceConfigError(f"{settings.CONFLUENCE_URL} is not set")
         return ConfluenceAPI(
             self.url,
             email=self.email,
@@ -168,3 +172,39 @@ class SpaceSelectionResource(dg.ConfigurableResource):
             default_deletion_strategy=self.deletion_strategy,
             deletion_strategies=self.deletion_strategies,
         )
+
+
+def _env_var(loaded: settings.Settings, name: str) -> dg.EnvVar | None:
+    """The variable by name when it is set (its value stays out of the resource's config and the UI)."""
+    return dg.EnvVar(name) if loaded.is_set(name) else None
+
+
+def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "confluence": ConfluenceResource(
+            url=dg.EnvVar(settings.CONFLUENCE_URL),
+            email=_env_var(loaded, settings.CONFLUENCE_EMAIL),
+            api_token=_env_var(loaded, settings.CONFLUENCE_API_TOKEN),
+            personal_access_token=_env_var(loaded, settings.CONFLUENCE_PAT),
+            site_timezone=_env_var(loaded, settings.CONFLUENCE_SITE_TIMEZONE),
+        ),
+        "database": PostgresResource(database_url=_env_var(loaded, settings.DATABASE_URL)),
+        "embeddings": EmbeddingsResource(
+            model=loaded.embeddings.model,
+            dimensions=loaded.embeddings.dimensions,
+            api_key=dg.EnvVar(settings.OPENAI_API_KEY),
+            base_url=_env_var(loaded, settings.OPENAI_BASE_URL),
+        ),
+        "space_selection": SpaceSelectionResource(
+            include_keys=list(loaded.spaces.include_keys),
+            exclude_keys=list(loaded.spaces.exclude_keys),
+            space_types=list(loaded.spaces.space_types),
+            statuses=list(loaded.spaces.statuses),
+            deletion_strategy=loaded.spaces.deletion_strategy,
+        ),
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources(settings.load()))
