@@ -148,8 +148,8 @@ def test_attachment_links_and_images_name_the_file():
     assert md(storage) == (
         f"[report 2024.pdf]({BASE}/download/attachments/42/report%202024.pdf) and "
         f"[the text]({BASE}/download/attachments/42/a.txt)\n\n"
-        f"![Diagram (flow.png)]({BASE}/download/attachments/42/flow.png)\n\nFlow\n\n"
-        "![](https://img.example.com/x.png)"
+        "[image: Diagram]\n\nFlow\n\n"
+        "[image: x.png]"
     )
     assets = meta(storage)["asset_links"]
     assert [(a["title"], a["media_type"]) for a in assets] == [
@@ -197,12 +197,12 @@ def test_panels_expand_status_and_layout_only_macros():
         "<ac:rich-text-body><p>Mystery body</p></ac:rich-text-body></ac:structured-macro>"
     )
     assert md(storage) == (
-        "> **Warning:** Careful\n>\n> Hot surface.\n\n> **Panel:**\n>\n> Plain panel\n\n"
+        "> **Error:** Careful\n>\n> Hot surface.\n\n> **Panel:**\n>\n> Plain panel\n\n"
         "**More details**\n\nHidden body\n\nState: [DONE]\n\nMystery body"
     )
 
 
-@pytest.mark.parametrize("macro, label", [("info", "Info"), ("note", "Note"), ("tip", "Tip")])
+@pytest.mark.parametrize("macro, label", [("info", "Info"), ("note", "Warning"), ("tip", "Success")])
 def test_info_note_and_tip_panels_are_labelled_block_quotes(macro, label):
     titled = (
         f'<ac:structured-macro ac:name="{macro}" ac:schema-version="1"><ac:parameter ac:name="title">Heads up'
@@ -239,7 +239,7 @@ def test_merged_cells_keep_columns_and_cells_keep_breaks():
         "<tr><td><ul><li>i1</li><li>i2</li></ul></td></tr></tbody></table>"
     )
     assert md(storage) == (
-        "| A | B | C |\n| --- | --- | --- |\n| r | wide |  |\n|  | x\\|y | l1<br>l2<br>l3 |\n| - i1<br>- i2 |  |  |"
+        "| A | B | C |\n| --- | --- | --- |\n| r | wide |  |\n| r | x\\|y | l1<br>l2<br>l3 |\n| - i1<br>- i2 |  |  |"
     )
 
 

@@ -6,7 +6,8 @@ How a page is cut:
 2. Each block of a section is a unit. A unit larger than the budget is split: prose by langchain's
    RecursiveCharacterTextSplitter (lines, sentences, words, characters; no stripping, so indentation
    survives), code by lines into pieces that are each a valid fenced block with the language repeated,
-   tables between rows with the header rows repeated.
+   tables between rows with the header rows repeated; a line longer than a chunk (a long table row) is
+   cut between words, never inside a word or URL (pieces.split_line).
 3. A section that does not fit one chunk is cut where the content says, not where the running size
    says: every unit gets a level from a CRC of its opening characters, and the run of units is split
    before the highest-level unit (nearest the middle on ties), recursively, until every piece fits.
@@ -31,6 +32,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ..tokens import estimate_tokens
 from .blocks import Block, scan
+from .pieces import hard_split, pack_lines
 from .types import Chunk
 
 DEFAULT_CHUNK_TOKENS = 800
@@ -202,47 +204,14 @@ def _split_prose(text: str, budget: int) -> list[str]:
     )
     pieces = [p for p in splitter.split_text(text) if p]
     if "".join(pieces) != text:  # never lose text, whatever the splitter does
-        pieces = _hard_split(text, budget - _JOIN_TOKENS)
+        pieces = hard_split(text, budget - _JOIN_TOKENS)
     out: list[str] = []
     for piece in pieces:  # the splitter cannot cut below one separator-free run: force it
         if estimate_tokens(piece) + _JOIN_TOKENS > budget:
-            out.extend(_hard_split(piece, budget - _JOIN_TOKENS))
+            out.extend(hard_split(piece, budget - _JOIN_TOKENS))
         else:
             out.append(piece)
     return out
-
-
-def _hard_split(text: str, limit: int) -> list[str]:
-    """Cut by characters so that every piece stays within ``limit`` (each char costs at most 4)."""
-    pieces: list[str] = []
-    start, cost = 0, 0
-    for i, ch in enumerate(text):
-        c = max(1, len(ch.encode("utf-8")) - 1) if not ch.isascii() else 1
-        if cost + c > max(limit, 4) and i > start:
-            pieces.append(text[start:i])
-            start, cost = i, 0
-        cost += c
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
-
-
-def _pack_lines(lines: list[str], room: int) -> list[list[str]]:
-    """Consecutive lines grouped so that each group costs at most ``room`` tokens (a newline each); a line
-    longer than ``room`` is cut first. Always at least one (possibly empty) group."""
-    groups: list[list[str]] = []
-    current: list[str] = []
-    cost = 0
-    for line in lines:
-        for part in _hard_split(line, room - 1) if estimate_tokens(line) + 1 > room else [line]:
-            part_cost = estimate_tokens(part) + 1
-            if current and cost + part_cost > room:
-                groups.append(current)
-                current, cost = [], 0
-            current.append(part)
-            cost += part_cost
-    groups.append(current)
-    return groups
 
 
 def _split_code(markdown: str, block: Block, budget: int) -> list[_Unit]:
@@ -253,7 +222,7 @@ def _split_code(markdown: str, block: Block, budget: int) -> list[_Unit]:
     close_line = lines[-1] if block.closed else block.line_prefix + block.fence[0] * len(block.fence)
     fence_cost = estimate_tokens(open_line) + estimate_tokens(close_line) + 2
     room = max(4, budget - _JOIN_TOKENS - fence_cost)
-    groups = _pack_lines(body, room)
+    groups = pack_lines(body, room)
     units: list[_Unit] = []
     for n, group in enumerate(groups):
         first, last = n == 0, n == len(groups) - 1
@@ -274,7 +243,7 @@ def _split_table(markdown: str, block: Block, budget: int) -> list[_Unit]:
         header, header_cost = "", 0
     rows_text = markdown[block.header_end + 1 if header else block.start : block.end]
     room = max(4, budget - _JOIN_TOKENS - header_cost)
-    groups = _pack_lines(rows_text.split("\n"), room)
+    groups = pack_lines(rows_text.split("\n"), room)
     units: list[_Unit] = []
     for n, group in enumerate(groups):
         rows = "\n".join(group)

@@ -1,14 +1,25 @@
 """What Confluence's storage elements are, as tables the rewrite consults: panels, layout-only and code
 macros, emoticons, block-level tags, which elements their parent's handler reads, and which to drop."""
 
+# Panel macros, labelled as Cloud shows them: the legacy macros kept their names but not their looks
+# (note is drawn as the yellow Warning panel, warning as the red Error panel, tip as the green Success one).
 PANELS = {
     "info": "Info",
-    "note": "Note",
-    "warning": "Warning",
-    "tip": "Tip",
+    "note": "Warning",
+    "warning": "Error",
+    "tip": "Success",
     "success": "Success",
     "error": "Error",
-    "panel": "Panel",
+    "panel": "Panel",  # labelled by its panelType, icon or title (see widgets.WidgetRewrites._panel_kind)
+}
+# The new editor's panel types (the panel macro's panelType, an ADF panel's panel-type), as shown.
+PANEL_TYPES = {
+    "info": "Info",
+    "note": "Note",
+    "success": "Success",
+    "warning": "Warning",
+    "error": "Error",
+    "custom": "Panel",  # or its icon, when it has one
 }
 # Macros that only lay out or generate content at view time: nothing of them belongs in the text.
 LAYOUT_ONLY = {

@@ -22,7 +22,6 @@ from .elements import (
     CODE_MACROS,
     CONSUMED_BY,
     DROP,
-    EMOTICONS,
     FILE_MACROS,
     INCLUDE_MACROS,
     LAYOUT_ONLY,
@@ -30,12 +29,14 @@ from .elements import (
     RENAME_BLOCK,
 )
 from .links import LinkContext, safe_href
+from .macro_scan import RENDERED_MACROS
 from .references import References
 from .tables import TableRewrites
+from .widgets import WidgetRewrites
 from .xhtml import MAX_DEPTH, code_language, direct_child, flatten_deep, reset, ri_child, text_of
 
 
-class StoragePreprocessor(TableRewrites):
+class StoragePreprocessor(TableRewrites, WidgetRewrites):
     """Rewrites one parsed storage document in place; ``refs`` collects what it points at."""
 
     def __init__(self, soup: BeautifulSoup, ctx: LinkContext) -> None:
@@ -48,7 +49,7 @@ class StoragePreprocessor(TableRewrites):
             "ac:link": self._link,
             "ac:image": self._image,
             "ac:emoticon": self._emoticon,
-            "ac:task-list": lambda t: reset(t, "ul"),
+            "ac:task-list": self._task_list,
             "ac:task": self._task,
             "ac:inline-comment-marker": lambda t: reset(t, "span"),
             "ac:adf-extension": self._adf_extension,
@@ -107,6 +108,8 @@ class StoragePreprocessor(TableRewrites):
         def param(key: str) -> str:
             return text_of(params.get(key))
 
+        if name in RENDERED_MACROS and self.ctx.macros is not None and self.ctx.macros.handle(self, tag, name):
+            return  # rendered in place (content/rendered.py)
         rich = direct_child(tag, "ac:rich-text-body")
         plain = direct_child(tag, "ac:plain-text-body")
 
@@ -127,6 +130,9 @@ class StoragePreprocessor(TableRewrites):
             else:  # a JQL/filter table is rendered at view time: nothing to keep
                 tag.decompose()
             return
+        if name == "profile":
+            self._profile(tag, params)
+            return
         if name == "status":
             title = param("title")
             tag.replace_with(NavigableString(f"[{title}]") if title else NavigableString(""))
@@ -142,6 +148,7 @@ class StoragePreprocessor(TableRewrites):
             return
 
         title = param("title")
+        label = self._panel_kind(name, param) if name in PANELS else ""  # read before the parameters go
         for child in params.values():
             child.decompose()
         if name in PANELS or name == "expand":
@@ -151,7 +158,7 @@ class StoragePreprocessor(TableRewrites):
                 head.append(self._new("strong", label))
                 reset(tag, "div")
             else:
-                head = self._panel_label(PANELS[name], title)
+                head = self._panel_label(label, title)
                 reset(tag, "blockquote")
             tag.insert(0, head)
             if rich is not None:
@@ -169,16 +176,6 @@ class StoragePreprocessor(TableRewrites):
             self._code(tag, plain.get_text(), "")
         else:
             tag.decompose()
-
-    def _panel_label(self, label: str, title: str) -> Tag:
-        head = self._new("p")
-        if label == "Panel" and title:
-            head.append(self._new("strong", title))
-        else:
-            head.append(self._new("strong", f"{label}:"))
-            if title:
-                head.append(NavigableString(" " + title))
-        return head
 
     def _code(self, tag: Tag, code: str, language: str) -> None:
         if language:
@@ -209,7 +206,8 @@ class StoragePreprocessor(TableRewrites):
             if fallback is not None:
                 fallback.decompose()
             if node.get("type") == "panel":
-                label = PANELS.get((attrs.get("panel-type") or "info").lower(), "Panel")
+                icon = attrs.get("panel-icon-text") or attrs.get("panel-icon") or ""
+                label = self._panel_type_label(attrs.get("panel-type") or "info", icon)
                 reset(tag, "blockquote")
                 tag.insert(0, self._panel_label(label, ""))
             else:
@@ -235,7 +233,7 @@ class StoragePreprocessor(TableRewrites):
         anchor = tag.get("ac:anchor") or ""
         kind = ri.name if ri is not None else ""
         if kind == "ri:user":
-            tag.replace_with(NavigableString(self._mention(ri)))
+            tag.replace_with(NavigableString(self._shown_mention(ri, body)))
             return
         if kind == "ri:attachment":
             href, text = self._attachment_url(ri), ri.get("ri:filename") or ""
@@ -288,19 +286,6 @@ class StoragePreprocessor(TableRewrites):
         )
         return url, title or url
 
-    def _mention(self, ri: Tag) -> str:
-        found = [(kind, ri.get(f"ri:{kind}")) for kind in ("account-id", "userkey", "username") if ri.get(f"ri:{kind}")]
-        if not found:
-            return "@user"
-        kind, ident = found[0]
-        name = self.ctx.users.get(ident)
-        self.refs.note(
-            self.refs.user_mentions,
-            ident,
-            {"account_id": ident, "display_name": name, "profile_url": self.ctx.profile_url(kind, ident)},
-        )
-        return f"@{name}" if name else f"@user:{ident}"
-
     def _attachment_url(self, ri: Tag) -> str:
         filename = ri.get("ri:filename") or ""
         container = ri.find(["ri:page", "ri:blog-post", "ri:content-entity"], recursive=False)
@@ -316,28 +301,6 @@ class StoragePreprocessor(TableRewrites):
             self.refs.add_attachment(filename, url)
         return url
 
-    def _image(self, tag: Tag) -> None:
-        ri = ri_child(tag)
-        alt = (tag.get("ac:alt") or tag.get("ac:title") or "").strip()
-        src = ""
-        if ri is not None and ri.name == "ri:attachment":
-            filename = ri.get("ri:filename") or ""
-            src = self._attachment_url(ri)
-            if filename and filename not in alt:
-                alt = f"{alt} ({filename})" if alt else filename
-        elif ri is not None and ri.name == "ri:url":
-            src = ri.get("ri:value") or ""
-            self.refs.add_href(self.ctx, src, alt or src)
-        caption = direct_child(tag, "ac:caption")
-        if ri is not None:
-            ri.decompose()
-        for child in tag.find_all("ac:adf-mark", recursive=False):
-            child.decompose()
-        reset(tag, "span")
-        tag.insert(0, self._new("img", None, src=safe_href(src), alt=alt))
-        if caption is not None:
-            reset(caption, "div")
-
     def _span(self, tag: Tag) -> None:
         # The editor's older strike-through: <span style="text-decoration: line-through;">.
         if "line-through" in str(tag.get("style") or ""):
@@ -347,30 +310,6 @@ class StoragePreprocessor(TableRewrites):
         src = tag.get("src") or ""
         if src:
             tag["src"] = safe_href(src)
-
-    def _emoticon(self, tag: Tag) -> None:
-        fallback = tag.get("ac:emoji-fallback") or ""
-        if not fallback or (fallback.startswith(":") and fallback.endswith(":")):
-            name = (tag.get("ac:name") or "").lower()
-            fallback = EMOTICONS.get(name) or fallback or (f":{name}:" if name else "")
-        tag.replace_with(NavigableString(fallback))
-
-    def _task(self, tag: Tag) -> None:
-        status = direct_child(tag, "ac:task-status")
-        done = text_of(status).lower() == "complete"
-        for name in ("ac:task-status", "ac:task-id", "ac:task-uuid"):
-            child = direct_child(tag, name)
-            if child is not None:
-                child.decompose()
-        body = direct_child(tag, "ac:task-body")
-        if body is not None:
-            reset(body, "span")
-        reset(tag, "li")
-        tag.insert(0, NavigableString("[x] " if done else "[ ] "))
-
-    def _time(self, tag: Tag) -> None:
-        if not text_of(tag, 1) and tag.get("datetime"):
-            tag.string = tag["datetime"]
 
     def _anchor(self, tag: Tag) -> None:
         href = (tag.get("href") or "").strip()

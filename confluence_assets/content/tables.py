@@ -3,6 +3,7 @@ cells flattened to lines, code blocks moved below the table. A part of ``Storage
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from bs4 import BeautifulSoup, NavigableString, Tag
@@ -51,22 +52,26 @@ class TableRewrites:
         table.replace_with(block)
 
     def _normalise_table(self, table: Tag) -> None:
-        """Give every row the same columns: rowspan/colspan cells are repeated as empty cells.
+        """Give every row the same columns: a rowspan cell is repeated in each row it covers, a colspan
+        cell is followed by empty cells.
 
         markdownify handles colspan but not rowspan, which shifts every later cell of the spanned rows.
-        Code blocks cannot live in a Markdown table cell, so they move below the table, with a pointer.
+        A row-spanning cell is usually a group label: repeated, it stays with every row it labels, also
+        in a chunk that holds only later rows. A column-spanning cell is not repeated: it never leaves
+        its row, and copies of it would read as several values. Code blocks cannot live in a Markdown
+        table cell, so they move below the table, with a pointer.
         """
         rows = self._rows(table)
-        pending: dict[int, int] = {}  # column -> rows still covered by a rowspan from above
+        # column -> (rows still covered by a rowspan from above, the cell to repeat there; None: empty)
+        pending: dict[int, tuple[int, Tag | None]] = {}
         widths: list[int] = []
         for row in rows:
             cells = [c for c in row.children if isinstance(c, Tag) and c.name in ("td", "th")]
             col = 0
             out: list[Tag] = []
             for cell in cells:
-                while pending.get(col, 0) > 0:
-                    out.append(self._new("td"))
-                    pending[col] -= 1
+                while pending.get(col, (0, None))[0] > 0:
+                    out.append(self._covered(pending, col))
                     col += 1
                 span = int_attr(cell, "colspan")
                 down = int_attr(cell, "rowspan")
@@ -77,16 +82,14 @@ class TableRewrites:
                 out.append(cell)
                 for extra in range(span):
                     if down > 1:
-                        pending[col + extra] = down - 1
+                        pending[col + extra] = (down - 1, None if extra else cell)
                     if extra:
                         out.append(self._new(cell.name))
                 col += span
-            while any(v > 0 for c, v in pending.items() if c >= col):
-                if pending.get(col, 0) > 0:
-                    pending[col] -= 1
-                out.append(self._new("td"))
+            while any(left > 0 for c, (left, _) in pending.items() if c >= col):
+                out.append(self._covered(pending, col) if pending.get(col, (0, None))[0] > 0 else self._new("td"))
                 col += 1
-            if len(out) != len(cells):
+            if len(out) != len(cells):  # cells were added: equal lengths mean the same cells
                 for cell in cells:
                     cell.extract()
                 for cell in out:
@@ -105,3 +108,15 @@ class TableRewrites:
         for pre in codes:
             anchor.insert_after(pre)
             anchor = pre
+
+    def _covered(self, pending: dict[int, tuple[int, Tag | None]], col: int) -> Tag:
+        """The cell for a column a rowspan from above covers: a copy of the spanning cell (its code
+        blocks left out: they appear once, below the table), or an empty cell under a colspan."""
+        left, source = pending[col]
+        pending[col] = (left - 1, source)
+        if source is None:
+            return self._new("td")
+        repeated = copy.copy(source)  # a deep copy
+        for pre in repeated.find_all("pre"):
+            pre.decompose()
+        return repeated
