@@ -26,6 +26,7 @@ CONFLUENCE_EMAIL = "CONFLUENCE_EMAIL"  # Cloud: email + API token (Basic auth)
 CONFLUENCE_API_TOKEN = "CONFLUENCE_API_TOKEN"
 CONFLUENCE_PAT = "CONFLUENCE_PAT"  # Data Center: personal access token (Bearer)
 CONFLUENCE_SITE_TIMEZONE = "CONFLUENCE_SITE_TIMEZONE"  # IANA name; CQL dates are evaluated in it
+CONFLUENCE_RENDERED_MACROS = "CONFLUENCE_RENDERED_MACROS"  # macro kinds whose rendered output is fetched
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -71,6 +72,17 @@ DEFAULT_DELETION_STRATEGY = "weekly_reconciliation"
 SPACE_TYPES = ("global", "personal")
 SPACE_STATUSES = ("current", "archived")
 AUTOMATION_DEFAULTS = ("running", "stopped")
+# Macros whose text only Confluence's rendering has (body.export_view, fetched for the pages with them).
+RENDERABLE_MACROS = (
+    "jira",
+    "detailssummary",
+    "contentbylabel",
+    "recently-updated",
+    "tasks-report",
+    "include",
+    "excerpt-include",
+)
+DEFAULT_RENDERED_MACROS = RENDERABLE_MACROS
 DEFAULT_HOME = "~/.confluence-assets"
 
 _CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
@@ -93,6 +105,7 @@ class ConfluenceSettings:
     api_token: str | None = None
     personal_access_token: str | None = None
     site_timezone: str | None = None
+    rendered_macros: tuple[str, ...] = DEFAULT_RENDERED_MACROS
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,20 @@ class _Reader:
                 return default
         return values
 
+    def kinds(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated subset of ``allowed`` (any case), or ``none`` for no value at all."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        values = tuple(dict.fromkeys(item.strip().lower() for item in raw.split(",") if item.strip()))
+        if values == ("none",):
+            return ()
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            self.errors.append(f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
+            return default
+        return values
+
     def space_keys(self, name: str) -> tuple[str, ...]:
         from confluence_assets.confluence.keys import InvalidSpaceKeyError, validate_space_key
 
@@ -260,6 +287,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             api_token=r.text(CONFLUENCE_API_TOKEN),
             personal_access_token=r.text(CONFLUENCE_PAT),
             site_timezone=r.zone(CONFLUENCE_SITE_TIMEZONE, None),
+            rendered_macros=r.kinds(CONFLUENCE_RENDERED_MACROS, DEFAULT_RENDERED_MACROS, RENDERABLE_MACROS),
         ),
         embeddings=EmbeddingSettings(
             model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,

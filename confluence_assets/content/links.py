@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 TitleResolver = Callable[[str, str], "str | None"]
 
@@ -49,6 +49,8 @@ class LinkContext:
     # (space_key, title) -> page id, from the page's own ancestors and children: resolves most
     # title-only links without a lookup.
     known_titles: dict[tuple[str | None, str], str] = field(default_factory=dict)
+    # The page's macros whose text exists only when rendered (content/rendered.py's MacroRenderer).
+    macros: Any = None
     _resolved: dict[tuple[str | None, str], str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +126,14 @@ def jira_key_in_url(url: str) -> str | None:
 def page_id_in_url(url: str) -> str | None:
     m = _PAGE_ID_IN_URL.search(url)
     return (m.group(1) or m.group(2)) if m else None
+
+
+def file_name_in_url(url: str) -> str:
+    """The last path segment of a URL, decoded: what an image or file at that URL is called."""
+    try:
+        return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    except ValueError:  # a malformed URL ("http://[") names no file
+        return ""
 
 
 def safe_href(url: str) -> str:

@@ -3,7 +3,7 @@
 The overrides: code blocks get a fence longer than any backtick run inside them and keep every line
 verbatim; table cells keep their line breaks and lists as ``<br>`` and escape ``|`` so columns never
 shift; ordered-list numbering is computed once per list (markdownify counts previous siblings for
-every item, which is quadratic on long lists).
+every item, which is quadratic on long lists); an image is its label (``[image: label]``), not its URL.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import re
 from bs4 import BeautifulSoup, Tag
 from markdownify import MarkdownConverter
 
-from .links import LinkContext
+from .links import LinkContext, file_name_in_url
 from .references import References
+from .rendered import prepare_macros
 from .storage import StoragePreprocessor
 from .xhtml import parse_storage
 
@@ -22,6 +23,7 @@ _BACKTICK_RUNS = re.compile(r"`{3,}")
 _TILDE_RUNS = re.compile(r"~{3,}")
 _LINE_WITH_CONTENT = re.compile(r"^(.*)", flags=re.MULTILINE)
 _CELL_TAGS = ("td", "th")
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
 class ConfluenceMarkdownConverter(MarkdownConverter):
@@ -30,11 +32,20 @@ class ConfluenceMarkdownConverter(MarkdownConverter):
         bullets = "-"
         escape_underscores = False  # identifiers like snake_case are common and escapes only add noise
         table_infer_header = True  # the first row is the header; chunks repeat it
-        keep_inline_images_in = ["td", "th", "p", "li", "span", "a", "div", "strong", "em"]
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self._ol_numbers: dict[int, dict[int, int]] = {}
+
+    def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        # An image in the text costs tokens, not meaning: it is its label (widgets._image chose it), never
+        # its URL, which the metadata keeps (asset_links, external_links). "[image: label]" says what it
+        # is in any reader; an empty-URL "![label]()" would render as a broken image.
+        label = " ".join(str(el.get("alt") or "").split()) or file_name_in_url(str(el.get("src") or ""))
+        label = self.escape(label, parent_tags).replace("[", "\\[").replace("]", "\\]")
+        if _HEADINGS & parent_tags:  # a heading is a breadcrumb: the label alone
+            return label
+        return f"[image: {label}]" if label else "[image]"
 
     def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         if not text.strip():
@@ -121,5 +132,6 @@ def soup_to_markdown(soup: BeautifulSoup) -> str:
 def storage_to_markdown(xhtml: str, ctx: LinkContext) -> tuple[str, References]:
     """Convert one storage-format body; returns the Markdown and what it points at."""
     soup = parse_storage(xhtml)
+    prepare_macros(soup, ctx, xhtml)
     refs = StoragePreprocessor(soup, ctx).run()
     return soup_to_markdown(soup), refs

@@ -140,10 +140,13 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 zone=confluence.zone(),
                 full=config.full_scan,
                 reprocess=config.reprocess,
+                rendered_macros=confluence.rendered_macros,
             )
             reconciled = None
             if sources.deletion_strategy(step.conn, step.source_id) == sources.EVERY_SYNC:
-                reconciled = reconcile_space(api, step.conn, step.space_key, run_id=context.run_id)
+                reconciled = reconcile_space(
+                    api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+                )
                 context.log.info(f"{step.space_key}: reconciled ({sources.EVERY_SYNC}): {reconciled.as_metadata()}")
             figures = summary.metrics()
             step.record(
@@ -191,7 +194,9 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             api = confluence.api()
             if config.deletion_strategy:
                 sources.set_deletion_strategy(step.conn, step.source_id, config.deletion_strategy)
-            summary = reconcile_space(api, step.conn, step.space_key, run_id=context.run_id)
+            summary = reconcile_space(
+                api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+            )
         context.log.info(f"{step.space_key}: {summary.metrics()}")
         return step.result(
             {

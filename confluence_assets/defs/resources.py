@@ -22,7 +22,12 @@ from confluence_assets.db import migrations
 from confluence_assets.db.connection import connect, resolve_database
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
-from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MODEL
+from confluence_assets.settings import (
+    DEFAULT_DELETION_STRATEGY,
+    DEFAULT_EMBEDDING_DIMENSIONS,
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_RENDERED_MACROS,
+)
 
 
 class ConfluenceResource(dg.ConfigurableResource):
@@ -43,6 +48,12 @@ class ConfluenceResource(dg.ConfigurableResource):
     retry_after_cap_seconds: float = Field(default=120.0, description="Cap on a server's Retry-After")
     page_size: int = Field(default=50, description="Results per search request (Confluence caps it at 50 with body)")
     overlap_minutes: int = Field(default=10, description="How far before the watermark each sync looks again")
+    rendered_macros: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RENDERED_MACROS),
+        description="Macro kinds whose rendered output (body.export_view) is fetched for the pages that have "
+        "them, one request per 50 such pages (jira, detailssummary, contentbylabel, recently-updated, "
+        "tasks-report, include, excerpt-include); empty: none",
+    )
 
     def api(self) -> ConfluenceAPI:
         return self._client(
@@ -187,6 +198,7 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             api_token=_env_var(loaded, settings.CONFLUENCE_API_TOKEN),
             personal_access_token=_env_var(loaded, settings.CONFLUENCE_PAT),
             site_timezone=_env_var(loaded, settings.CONFLUENCE_SITE_TIMEZONE),
+            rendered_macros=list(loaded.confluence.rendered_macros),
         ),
         "database": PostgresResource(database_url=_env_var(loaded, settings.DATABASE_URL)),
         "embeddings": EmbeddingsResource(

@@ -9,6 +9,10 @@ A result that comes without version information cannot be classified: it is skip
 (``ChangeSummary.skipped``), the rest of the listing is staged. A page with more attachments than the
 ``children.attachment`` expansion holds (25 on Cloud, with a ``next`` link) gets the rest of its list
 before it is staged: one more request per such page, none for the others.
+
+Macros whose text exists only when rendered (sync/rendering.py): pages that show a staged page (an
+include of it, the child list of its parent) are staged again, and the staged pages whose macros need
+Confluence's rendering get it, each in one request per 49 such pages; pages without them cost nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import page_version
-from confluence_assets.sync import crashpoints, sources, staging
+from confluence_assets.sync import crashpoints, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class StagedChange:
     page_id: str
     title: str
     version: int
-    kind: str  # new | updated | restored
+    kind: str  # new | updated | restored | requeued (shows a staged page)
     url: str
 
 
@@ -55,6 +59,10 @@ class ChangeSummary:
     unchanged: int = 0
     already_staged: int = 0
     attachment_requests: int = 0
+    dependents: int = 0  # stored pages staged again because they show a staged page
+    dependent_requests: int = 0
+    rendered: int = 0  # staged pages given Confluence's rendering (body.export_view)
+    rendering_requests: int = 0
     newest_change: datetime | None = None
     changes: list[StagedChange] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not classifiable
@@ -70,6 +78,10 @@ class ChangeSummary:
             "pages_already_staged": self.already_staged,
             "pages_skipped": len(self.skipped),
             "attachment_requests": self.attachment_requests,
+            "dependent_pages_requeued": self.dependents,
+            "dependent_requests": self.dependent_requests,
+            "rendered_pages": self.rendered,
+            "rendering_requests": self.rendering_requests,
         }
 
 
@@ -113,8 +125,10 @@ def stage_changes(
     zone: ZoneInfo | None = None,
     full: bool = False,
     reprocess: bool = False,
+    rendered_macros: Iterable[str] = (),
 ) -> ChangeSummary:
-    """Stage the space's new/updated pages; ``conn`` must be in autocommit mode."""
+    """Stage the space's new/updated pages, then the pages showing them, then fetch the rendering of
+    the ``rendered_macros`` kinds the staged pages need; ``conn`` must be in autocommit mode."""
     source_id = source_id_for(space_key)
     sources.ensure_source(conn, space_key, base_url=api.site_base)
     state = sources.get_sync_state(conn, source_id)
@@ -129,6 +143,7 @@ def stage_changes(
         )
     }
     staged = staging.unfinished_versions(conn, source_id)
+    followed: dict[str, rendering.StagedPage] = {}  # staged now or before: their macros and place
 
     for batch in _batches(api.search_pages(cql)):
         rows = []
@@ -148,15 +163,22 @@ def stage_changes(
                 continue
             if kind == "staged":
                 summary.already_staged += 1
+                followed[page["id"]] = rendering.StagedPage.of(page)  # its rendering may still be missing
                 continue
             setattr(summary, kind, getattr(summary, kind) + 1)
             summary.attachment_requests += api.complete_attachments(page)
             summary.changes.append(StagedChange(page["id"], page.get("title") or "", version, kind, api.page_url(page)))
             rows.append(staging.staged_row(source_id, page, version, when, kind, run_id))
+            followed[page["id"]] = rendering.StagedPage.of(page)
         if rows:
             with conn.transaction():
                 staging.upsert_staged_pages(conn, rows)
             crashpoints.reached("stage_batch")
+    extra = rendering.follow_up(api, conn, space_key, followed, rendered_macros=rendered_macros, run_id=run_id)
+    summary.dependents, summary.dependent_requests = len(extra.dependents), extra.dependent_requests
+    summary.rendered, summary.rendering_requests = len(extra.rendered), extra.render_requests
+    summary.skipped.extend(extra.skipped)
+    summary.changes.extend(StagedChange(pid, title, v, "requeued", url) for pid, title, v, url in extra.dependents)
     if summary.newest_change is not None:
         sources.raise_pending_watermark(conn, source_id, summary.newest_change)
     return summary

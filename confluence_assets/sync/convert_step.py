@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import crashpoints, page_tree, staging
+from confluence_assets.sync import crashpoints, page_tree, rendering, staging
 from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ def convert_staged(
     source_id = source_id_for(space_key)
     titles = _title_index(conn, source_id, space_key)
     users: dict[str, str] | None = None  # read once there is something to convert
+    macros = rendering.StoredSources(conn, space_key, base_url)  # included pages and child lists, no request
     summary = ConvertSummary()
 
     def resolve_title(target_space: str | None, title: str) -> str | None:
@@ -123,7 +124,7 @@ def convert_staged(
         for page_id, title, payload in rows:
             try:
                 page = json.loads(payload)
-                converted = convert(page, base_url, resolve_title=resolve_title, users=users)
+                converted = convert(page, base_url, resolve_title=resolve_title, users=users, macros=macros)
                 done.append((page_id, page, converted))
             except conversion_error as exc:
                 failed.append(FailedPage(page_id, title, str(exc)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -34,7 +34,7 @@ from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
 from confluence_assets.confluence.responses import page_version
-from confluence_assets.sync import page_tree, sources, staging
+from confluence_assets.sync import page_tree, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class ReconcileSummary:
     restored: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
+    dependents: list[str] = field(default_factory=list)  # pages showing a staged one, staged again
+    rendered: list[str] = field(default_factory=list)  # staged pages given Confluence's rendering
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not stageable
     chunks_removed: int = 0
     api_calls: int = 0
@@ -62,6 +64,8 @@ class ReconcileSummary:
             "restored": len(self.restored),
             "requeued": len(self.requeued),
             "vanished": len(self.vanished),
+            "dependent_pages_requeued": len(self.dependents),
+            "rendered_pages": len(self.rendered),
             "skipped": len(self.skipped),
             "chunks_removed": self.chunks_removed,
             "api_calls": self.api_calls,
@@ -126,9 +130,16 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def reconcile_space(
-    api: ConfluenceAPI, conn: psycopg.Connection, space_key: str, *, run_id: str | None = None
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    space_key: str,
+    *,
+    run_id: str | None = None,
+    rendered_macros: Iterable[str] = (),
 ) -> ReconcileSummary:
-    """Reconcile one space; ``conn`` must be in autocommit mode."""
+    """Reconcile one space; ``conn`` must be in autocommit mode. The pages it stages get what
+    changed_pages' do (sync/rendering.py): their dependents staged again, their ``rendered_macros``
+    rendered."""
     started = time.monotonic()
     calls_before = api.stats.attempts
     source_id = source_id_for(space_key)
@@ -169,13 +180,18 @@ def reconcile_space(
             page_tree.refresh_children(conn, {stored[pid][2] for pid in batch if stored[pid][2]})
     summary.deleted = gone
 
+    followed: dict[str, rendering.StagedPage] = {}
     for kind, ids in (("restored", restored), ("requeued", missed)):
-        staged = _stage_by_id(api, conn, source_id, ids, kind, run_id, summary.skipped)
+        staged = _stage_by_id(api, conn, source_id, ids, kind, run_id, summary.skipped, followed)
         getattr(summary, kind).extend(staged)
         vanished = sorted(set(ids) - set(staged) - {pid for pid, _ in summary.skipped})
         if vanished:
             log.warning("%s: %d pages listed but gone when fetched: %s", space_key, len(vanished), vanished[:20])
             summary.vanished.extend(vanished)
+    extra = rendering.follow_up(api, conn, space_key, followed, rendered_macros=rendered_macros, run_id=run_id)
+    summary.dependents = [pid for pid, *_ in extra.dependents]
+    summary.rendered = extra.rendered
+    summary.skipped.extend(extra.skipped)
 
     summary.api_calls = api.stats.attempts - calls_before
     summary.duration_seconds = time.monotonic() - started
@@ -191,6 +207,7 @@ def _stage_by_id(
     kind: str,
     run_id: str | None,
     skipped: list[tuple[str, str]],
+    followed: dict[str, rendering.StagedPage],
 ) -> list[str]:
     """Fetch pages by id with their bodies and stage them; pages gone meanwhile are left out, pages that
     came without version information are added to ``skipped`` with the reason."""
@@ -208,6 +225,7 @@ def _stage_by_id(
             api.complete_attachments(page)
             rows.append(staging.staged_row(source_id, page, version, when, kind, run_id))
             staged.append(page["id"])
+            followed[page["id"]] = rendering.StagedPage.of(page)
         if rows:
             with conn.transaction():
                 staging.upsert_staged_pages(conn, rows)

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 MAX_ATTEMPTS = 3
 ERROR_CHARS = 2000  # of a failure's reason kept in staging
@@ -61,6 +62,29 @@ def upsert_staged_pages(conn: psycopg.Connection, rows: list[tuple]) -> None:
                WHERE confluence_sync_staged_pages.version <= EXCLUDED.version""",
             [(*row[:6], Stage.FETCHED, *row[6:]) for row in rows],
         )
+
+
+def rendered_pages(conn: psycopg.Connection, source_id: str, page_ids: list[str]) -> set[str]:
+    """The staged pages among ``page_ids`` whose payload already has Confluence's rendering."""
+    return {
+        row[0]
+        for row in conn.execute(
+            """SELECT page_id FROM confluence_sync_staged_pages
+               WHERE source_id = %s AND page_id = ANY(%s) AND payload->'body'->'export_view' IS NOT NULL""",
+            (source_id, page_ids),
+        )
+    }
+
+
+def attach_rendering(conn: psycopg.Connection, source_id: str, page_id: str, representation: str, body: dict) -> None:
+    """Keep a rendering of a staged page (``body.<representation>`` as Confluence returned it) in its
+    payload, where conversion reads it; the page's stage stays."""
+    conn.execute(
+        """UPDATE confluence_sync_staged_pages
+           SET payload = jsonb_set(payload::jsonb, ARRAY['body', %s], %s)::json, updated_at = now()
+           WHERE source_id = %s AND page_id = %s""",
+        (representation, Jsonb(body), source_id, page_id),
+    )
 
 
 # -- claiming work, a batch at a time ------------------------------------------------------------------
