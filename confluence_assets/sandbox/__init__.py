@@ -11,6 +11,7 @@ from confluence_assets.sandbox.corpus import CorpusInfo, generate_corpus
 from confluence_assets.sandbox.cql import CQLError
 from confluence_assets.sandbox.embeddings_server import EmbeddingsServer, EmbeddingStats
 from confluence_assets.sandbox.faults import Fault, FaultRules, Stats, parse_rules
+from confluence_assets.sandbox.permissions import Group, PermissionSite, generate_permissions
 from confluence_assets.sandbox.samples import SamplesInfo, default_samples_dir, load_samples
 from confluence_assets.sandbox.site import PageSnapshot, Site, SiteError, User
 
@@ -22,8 +23,10 @@ __all__ = [
     "EmbeddingsServer",
     "Fault",
     "FaultRules",
+    "Group",
     "Limits",
     "PageSnapshot",
+    "PermissionSite",
     "SamplesInfo",
     "Site",
     "SiteClock",
@@ -32,6 +35,7 @@ __all__ = [
     "User",
     "default_samples_dir",
     "generate_corpus",
+    "generate_permissions",
     "load_samples",
     "parse_rules",
 ]

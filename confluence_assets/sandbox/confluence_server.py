@@ -24,6 +24,7 @@ from confluence_assets.sandbox.cql import CQLError, Query, parse
 from confluence_assets.sandbox.faults import Decision
 from confluence_assets.sandbox.httpbase import App, Request, Response, ServerBase
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
+from confluence_assets.sandbox.permissions import PermissionRoutes
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
 from confluence_assets.sandbox.site import Attachment, Page, Site, SiteError, User
 
@@ -85,7 +86,7 @@ def _storage_value(data: dict) -> str:
     return storage.get("value") or ""
 
 
-class ConfluenceApp(App):
+class ConfluenceApp(PermissionRoutes, App):
     def __init__(self, site: Site, context_path: str, limits: Limits) -> None:
         self.site = site
         self.context = context_path
@@ -112,6 +113,7 @@ class ConfluenceApp(App):
             (f"{v2}/pages/{{id}}", self.v2_page),
             (f"{v2}/pages/{{id}}/children", self.v2_children),
             (f"{v2}/pages/{{id}}/labels", self.v2_labels),
+            *self.permission_routes(v1, v2),  # groups, space permissions, restrictions (sandbox/permissions.py)
         ]
         self._routes = [
             (template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?"), handler)
@@ -165,6 +167,9 @@ class ConfluenceApp(App):
                 return self._error(request, 405, f"Method {request.method} is not supported by the sandbox")
         try:
             with self.site.lock:  # render under the lock, encode (1 MB+ bodies) outside it
+                # Bodies render as their viewer sees them (an include of a restricted page shows nothing
+                # of it); handlers run one at a time under the lock, so the viewer is this request's.
+                self._viewer = user
                 result = handler(request, user, **match.groupdict())
             return Response.json(200, result.payload, result.headers)
         except HttpError as exc:
@@ -227,7 +232,7 @@ class ConfluenceApp(App):
         return response
 
     def _renderer(self) -> Renderer:
-        return Renderer(self.site, self.base_url, self.context)
+        return Renderer(self.site, self.base_url, self.context, viewer=getattr(self, "_viewer", None))
 
     def _ok(self, payload: object, headers: dict[str, str] | None = None) -> _Ok:
         return _Ok(payload, headers or {})

@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from confluence_assets.sandbox.clock import friendly, iso
+from confluence_assets.sandbox.permissions import restrictions_expansion, space_permissions_v1
 from confluence_assets.sandbox.site import Attachment, Label, Page, Site, Space, User
+from confluence_assets.sandbox.view import ViewRenderer
 
 Tree = dict[str, "Tree"]
 
@@ -63,10 +65,11 @@ def space_type(space: Space) -> str:
 class Renderer:
     """Renders site objects for one server: its base URL (``http://host:port/wiki``) and context path."""
 
-    def __init__(self, site: Site, base_url: str, context: str) -> None:
+    def __init__(self, site: Site, base_url: str, context: str, *, viewer: User | None = None) -> None:
         self.site = site
         self.base = base_url
         self.context = context
+        self.viewer = viewer  # whose view body.view / export_view render (None: the site as it is)
 
     # ------------------------------------------------------------------ helpers
 
@@ -150,7 +153,7 @@ class Renderer:
         if "children" in expand:
             out["children"] = self.children(page, expand["children"])
         if "restrictions" in expand:
-            out["restrictions"] = self.restrictions(page)
+            out["restrictions"] = self.restrictions(page, expand["restrictions"])
         out["extensions"] = {"position": page.position}
         expandable = {
             "container": f"/rest/api/space/{page.space_key}",
@@ -194,18 +197,20 @@ class Renderer:
                 "embeddedContent": [],
                 "_expandable": {"content": f"/rest/api/content/{page.id}"},
             }
-        if "view" in expand:
-            # A rendering approximation: the storage markup itself. Sync code reads storage.
-            out["view"] = {
-                "value": page.body,
-                "representation": "view",
-                "_expandable": {
-                    "webresource": "",
-                    "embeddedContent": "",
-                    "mediaToken": "",
-                    "content": f"/rest/api/content/{page.id}",
-                },
-            }
+        for representation in ("view", "export_view"):
+            if representation in expand:
+                # The storage with the macros that make content at view time rendered (sandbox/view.py);
+                # export_view with absolute URLs.
+                out[representation] = {
+                    "value": self.rendered(page, export=representation == "export_view"),
+                    "representation": representation,
+                    "_expandable": {
+                        "webresource": "",
+                        "embeddedContent": "",
+                        "mediaToken": "",
+                        "content": f"/rest/api/content/{page.id}",
+                    },
+                }
         others = (
             "editor",
             "view",
@@ -219,6 +224,11 @@ class Renderer:
         )
         out["_expandable"] = {k: "" for k in others if k not in expand}
         return out
+
+    def rendered(self, page: Page, *, export: bool) -> str:
+        return ViewRenderer(self.site, self.base, self.context, self.webui, export=export, viewer=self.viewer).render(
+            page
+        )
 
     def version(self, page: Page, expand: Tree | None = None) -> dict:
         return {
@@ -317,16 +327,9 @@ class Renderer:
             links["next"] = f"/rest/api/content/{page.id}/child/{kind}?limit={limit}&start={limit}"
         return {"results": results, "start": 0, "limit": limit, "size": len(results), "_links": links}
 
-    def restrictions(self, page: Page) -> dict:
-        users = sorted(page.readers or ())
-        read = {
-            "operation": "read",
-            "restrictions": {
-                "user": {"results": [self.user(u) for u in users], "start": 0, "limit": 200, "size": len(users)},
-                "group": {"results": [], "start": 0, "limit": 200, "size": 0},
-            },
-        }
-        return {"read": read, "_links": {"self": f"{self.base}/rest/api/content/{page.id}/restriction/byOperation"}}
+    def restrictions(self, page: Page, expand: Tree) -> dict:
+        """The page's own restrictions, the operations the expansion names (sandbox/permissions.py)."""
+        return restrictions_expansion(self, page, expand)
 
     def attachment(self, att: Attachment, expand: Tree | None = None, *, top: bool = False) -> dict:
         expand = expand or {}
@@ -401,6 +404,8 @@ class Renderer:
             out["description"] = desc
         if "homepage" in expand and space.homepage_id:
             out["homepage"] = self.content(self.site.pages[space.homepage_id], expand["homepage"])
+        if "permissions" in expand:
+            out["permissions"] = space_permissions_v1(self, space)
         out["type"] = space_type(space)
         out["status"] = "current"
         expandable = {
@@ -479,8 +484,9 @@ class Renderer:
         }
         if body_format == "storage":
             out["body"] = {"storage": {"representation": "storage", "value": page.body}}
-        elif body_format == "view":
-            out["body"] = {"view": {"representation": "view", "value": page.body}}
+        elif body_format in ("view", "export_view"):
+            value = self.rendered(page, export=body_format == "export_view")
+            out["body"] = {body_format: {"representation": body_format, "value": value}}
         links = {
             "editui": f"/pages/resumedraft.action?draftId={page.id}",
             "webui": self.webui(page),

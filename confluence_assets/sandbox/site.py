@@ -20,6 +20,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from confluence_assets.sandbox.clock import SiteClock, parse_when
+from confluence_assets.sandbox.jira import JiraSite
+from confluence_assets.sandbox.permissions import Group, Restriction, SitePermissions, SpacePermission
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
 DEFAULT_EMAIL = "sandbox@example.com"
@@ -49,7 +51,7 @@ class Space:
     created_at: datetime
     creator_id: str
     homepage_id: str | None = None
-    readers: frozenset[str] | None = None  # None: everyone may read
+    permissions: list[SpacePermission] = field(default_factory=list)  # see sandbox/permissions.py
 
 
 @dataclass(slots=True)
@@ -113,7 +115,7 @@ class Page:
     status: str = "current"  # current | trashed
     labels: list[Label] = field(default_factory=list)
     attachment_ids: list[str] = field(default_factory=list)
-    readers: frozenset[str] | None = None  # a view restriction; inherited by descendants
+    restrictions: dict[str, Restriction] = field(default_factory=dict)  # read (inherited) / update
     previous: list[VersionInfo] = field(default_factory=list)
     kind: str = "page"
 
@@ -141,8 +143,9 @@ class PageSnapshot:
     body: str
 
 
-class Site:
-    """In-memory Confluence: spaces, pages, users, attachments, permissions, the site clock and time zone."""
+class Site(SitePermissions):
+    """In-memory Confluence: spaces, pages, users, attachments, permissions, the site clock and time zone.
+    Groups, space permissions, restrictions and who may read what: :class:`SitePermissions`."""
 
     def __init__(
         self,
@@ -169,6 +172,8 @@ class Site:
         self._next_space_id = 98_000
         self._words_cache: dict[tuple[str, int, str], frozenset[str]] = {}
         self.generation = 0  # bumped by every mutation; servers key their query caches on it
+        self.jira = JiraSite()  # the issues Jira issues macros show (see sandbox/jira.py)
+        self._init_permissions()  # the default group every user joins
         self.default_user = self.add_user(
             "Sandbox User", email=email, api_token=api_token, pat=pat, account_id="557058:sandbox-default-user"
         )
@@ -211,6 +216,7 @@ class Site:
                     n += 1
             user = User(account_id, display_name, email or "", api_token, pat)
             self.users[account_id] = user
+            self.default_group.members.add(account_id)  # product access: the default group
             return user
 
     def user_for_basic(self, email: str, token: str) -> User | None:
@@ -245,7 +251,7 @@ class Site:
         homepage_id: str | None = None,
         creator: User | str | None = None,
         when: datetime | str | None = None,
-        readers: Iterable[User | str] | None = None,
+        readers: Iterable[User | Group | str] | None = None,
     ) -> Space:
         """A space and its homepage (Confluence creates both at once; the homepage is the tree's root)."""
         with self.lock:
@@ -257,8 +263,9 @@ class Site:
             if space_id is None:
                 self._next_space_id += 1
                 space_id = self._next_space_id
-            space = Space(space_id, key, name or key, description, when_, creator_id, readers=_readers(readers))
+            space = Space(space_id, key, name or key, description, when_, creator_id)
             self.spaces[key] = space
+            self._set_readers(space, readers)  # None: read for the default group, as a new space has
             home = self.create_page(
                 key,
                 homepage_title or space.name,
@@ -271,17 +278,6 @@ class Site:
             )
             space.homepage_id = home.id
             return space
-
-    def restrict_space(self, key: str, readers: Iterable[User | str] | User | str) -> None:
-        """Only ``readers`` may see the space; for everyone else it does not exist."""
-        with self.lock:
-            self.generation += 1
-            self._space(key).readers = _readers(readers)
-
-    def unrestrict_space(self, key: str) -> None:
-        with self.lock:
-            self.generation += 1
-            self._space(key).readers = None
 
     def _space(self, key: str) -> Space:
         try:
@@ -467,17 +463,6 @@ class Site:
             self._children.pop(page.id, None)
             del self.pages[page.id]
 
-    def restrict_page(self, page_id: str, readers: Iterable[User | str] | User | str) -> None:
-        """A view restriction: only ``readers`` see the page and its descendants. Not a new version."""
-        with self.lock:
-            self.generation += 1
-            self.page(page_id).readers = _readers(readers)
-
-    def unrestrict_page(self, page_id: str) -> None:
-        with self.lock:
-            self.generation += 1
-            self.page(page_id).readers = None
-
     def add_label(self, page_id: str, name: str) -> Label:
         """Labels are not versioned in Confluence: the page's version and lastModified stay."""
         with self.lock:
@@ -567,23 +552,6 @@ class Site:
     def attachments_of(self, page_id: str) -> list[Attachment]:
         with self.lock:
             return [self.attachments[a] for a in self.page(page_id).attachment_ids]
-
-    def can_read_space(self, user: User | str, key: str) -> bool:
-        space = self.spaces.get(key)
-        return space is not None and (space.readers is None or _account(user) in space.readers)
-
-    def can_read(self, user: User | str, item: Page | Attachment) -> bool:
-        """Space permission plus the view restrictions of the page and every ancestor."""
-        account_id = _account(user)
-        with self.lock:
-            if not self.can_read_space(account_id, item.space_key):
-                return False
-            page: Page | None = self.pages.get(item.page_id) if isinstance(item, Attachment) else item
-            while page is not None:
-                if page.readers is not None and account_id not in page.readers:
-                    return False
-                page = self.pages.get(page.parent_id) if page.parent_id else None
-            return True
 
     def iter_pages(self, space_key: str | None = None) -> Iterator[Page]:
         for page in list(self.pages.values()):
@@ -705,14 +673,6 @@ class Site:
 
 def _account(user: User | str) -> str:
     return user.account_id if isinstance(user, User) else str(user)
-
-
-def _readers(readers: Iterable[User | str] | User | str | None) -> frozenset[str] | None:
-    if readers is None:
-        return None
-    if isinstance(readers, User | str):
-        readers = [readers]
-    return frozenset(_account(r) for r in readers)
 
 
 def _same(a: str, b: str) -> bool:
