@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -11,7 +9,6 @@ import psycopg
 from confluence_assets import settings
 from confluence_assets.db import migrations
 from confluence_assets.db.connection import resolve_database
-from confluence_assets.settings import Settings, SettingsError
 
 MIN_SERVER_VERSION_NUM = 140000  # PostgreSQL 14: the oldest the schema and search SQL are written for
 
@@ -30,29 +27,9 @@ class Check:
         return text
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
-    """The settings, and the message of each variable ``settings.load`` refuses (by variable name).
-
-    The doctor reports bad values rather than stopping at them: each variable is validated on its own by
-    ``settings.load`` (so the message is the one every command gives), and the others load without it.
-    """
-    environ = dict(os.environ if environ is None else environ)
-    try:
-        return settings.load(environ), {}
-    except SettingsError:
-        pass
-    problems: dict[str, str] = {}
-    for name, value in environ.items():
-        try:
-            settings.load({name: value})
-        except SettingsError as exc:
-            problems[name] = str(exc)
-    return settings.load({k: v for k, v in environ.items() if k not in problems}), problems
-
-
 def run_checks(database_url: str | None = None, *, online: bool = True) -> list[Check]:
     """Every check; ``online`` also makes one request to Confluence with the configured credentials."""
-    config, problems = load_settings()
+    config, problems = settings.load_reporting()
     checks = _database_checks(database_url)
     settings_check = _confluence_check(config.confluence)
     checks.append(settings_check)

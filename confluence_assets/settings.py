@@ -176,7 +176,10 @@ class _Reader:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
-        self.errors: list[str] = []
+        self.errors: dict[str, str] = {}  # variable name -> the one message about its value
+
+    def fail(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, message)
 
     def text(self, name: str) -> str | None:
         return env(name, self.environ)
@@ -191,7 +194,7 @@ class _Reader:
             value = None
         if value is None or value < minimum:
             what = "a whole number" if kind is int else "a number"
-            self.errors.append(f"{name} must be {what} >= {minimum:g}, got {raw!r}")
+            self.fail(name, f"{name} must be {what} >= {minimum:g}, got {raw!r}")
             return default
         return value
 
@@ -201,7 +204,7 @@ class _Reader:
             return default
         value = raw.strip().lower()
         if value not in allowed:
-            self.errors.append(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+            self.fail(name, f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
             return default
         return value
 
@@ -213,7 +216,7 @@ class _Reader:
         if allowed is not None:
             unknown = sorted(set(values) - set(allowed))
             if unknown:
-                self.errors.append(f"{name} names unknown values {unknown}: use {', '.join(allowed)}")
+                self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)}")
                 return default
         return values
 
@@ -227,7 +230,7 @@ class _Reader:
             return ()
         unknown = sorted(set(values) - set(allowed))
         if unknown:
-            self.errors.append(f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
+            self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
             return default
         return values
 
@@ -239,7 +242,7 @@ class _Reader:
             try:
                 validate_space_key(key)
             except InvalidSpaceKeyError as exc:
-                self.errors.append(f"{name}: {exc}")
+                self.fail(name, f"{name}: {exc}")
                 return ()
         return keys
 
@@ -250,7 +253,7 @@ class _Reader:
         try:
             ZoneInfo(raw.strip())
         except (ZoneInfoNotFoundError, ValueError):
-            self.errors.append(f"{name}: unknown time zone {raw!r}: use an IANA name such as 'Asia/Seoul'")
+            self.fail(name, f"{name}: unknown time zone {raw!r}: use an IANA name such as 'Asia/Seoul'")
             return default
         return raw.strip()
 
@@ -260,7 +263,7 @@ class _Reader:
             return default
         fields = raw.split()
         if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
-            self.errors.append(f"{name} must be a cron expression of five fields such as '0 3 * * 0', got {raw!r}")
+            self.fail(name, f"{name} must be a cron expression of five fields such as '0 3 * * 0', got {raw!r}")
             return default
         return " ".join(fields)
 
@@ -271,14 +274,25 @@ class _Reader:
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings in ``environ`` (default: the process environment); SettingsError names every bad value."""
+    loaded, problems = load_reporting(environ)
+    if problems:
+        raise SettingsError("; ".join(problems.values()))
+    return loaded
+
+
+def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
+    """The settings with each bad value replaced by its default, and the message about each bad value by
+    variable name (what ``doctor`` reports instead of stopping at the first)."""
     environ = os.environ if environ is None else environ
     r = _Reader(environ)
     dimensions = int(r.number(EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS, minimum=1))
     if dimensions not in SUPPORTED_DIMENSIONS:
-        r.errors.append(
+        r.fail(
+            EMBEDDING_DIMENSIONS,
             f"{EMBEDDING_DIMENSIONS} must be one of {', '.join(map(str, SUPPORTED_DIMENSIONS))} "
-            f"(the embedding columns of archon_crawled_pages), got {dimensions}"
+            f"(the embedding columns of archon_crawled_pages), got {dimensions}",
         )
+        dimensions = DEFAULT_EMBEDDING_DIMENSIONS
     home = r.path(CONFLUENCE_ASSETS_HOME)
     settings = Settings(
         confluence=ConfluenceSettings(
@@ -329,9 +343,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )
-    if r.errors:
-        raise SettingsError("; ".join(r.errors))
-    return settings
+    return settings, r.errors
 
 
 _NAMES = tuple(
