@@ -193,8 +193,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
             under_page_id=args.under,
             modified_since=parse_since(args.since) if args.since else None,
         ).validated()
+        if args.as_user is not None and args.as_service_account:
+            raise CommandError("--as-user and --as-service-account exclude each other: search as one of them")
         with SearchService.from_env(args.database_url, need_embedder=args.mode != "keyword") as service:
-            results = service.search(args.query, filters, limit=args.limit, mode=args.mode)
+            results = service.search(
+                args.query,
+                filters,
+                limit=args.limit,
+                mode=args.mode,
+                as_user=args.as_user,
+                as_service_account=args.as_service_account,
+            )
     except (SearchError, InvalidFilterError, SearchArgumentError) as exc:
         raise CommandError(str(exc)) from None
     except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedObject):
@@ -202,8 +211,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except psycopg.Error as exc:
         raise CommandError(f"search failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
+        document = {
+            "principal": results.principal.to_dict(),
+            "withheld": results.withheld,
+            "results": [r.to_dict() for r in results],
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
         return 0
+    if results.withheld:
+        print(f"{results.withheld} matches withheld: restricted pages need --as-user", file=sys.stderr)
     if not results:
         print("no results")
     for n, r in enumerate(results, 1):
@@ -278,7 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10, metavar="N", help="number of results (default 10)")
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid", help="default: hybrid")
     p.add_argument("--full", action="store_true", help="print each chunk's whole text, not an excerpt")
-    p.add_argument("--json", action="store_true", help="print the results as a JSON list (for tools)")
+    p.add_argument(
+        "--as-user",
+        metavar="ACCOUNT_ID|EMAIL",
+        help="search as this Confluence user: only what they may open in Confluence (default: nobody named, "
+        "i.e. pages without read restrictions only)",
+    )
+    p.add_argument(
+        "--as-service-account",
+        action="store_true",
+        help="search everything the sync stored, Confluence permissions not applied (logged; administrators)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"principal", "withheld", "results": [...]} as JSON (for tools)',
+    )
     return parser
 
 

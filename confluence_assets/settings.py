@@ -51,6 +51,7 @@ CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_CHANGE_SENSOR_INTERVAL_S
 CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS"
 CONFLUENCE_RECONCILIATION_CRON = "CONFLUENCE_RECONCILIATION_CRON"
 CONFLUENCE_RECONCILIATION_TIMEZONE = "CONFLUENCE_RECONCILIATION_TIMEZONE"
+CONFLUENCE_PERMISSIONS_CRON = "CONFLUENCE_PERMISSIONS_CRON"  # the permission refresh of unchanged pages
 CONFLUENCE_AUTOMATION_DEFAULT = "CONFLUENCE_AUTOMATION_DEFAULT"  # running | stopped
 CONFLUENCE_STEP_RETRY_DELAY_SECONDS = "CONFLUENCE_STEP_RETRY_DELAY_SECONDS"
 
@@ -140,7 +141,8 @@ class AutomationSettings:
     change_sensor_interval_seconds: int = 3600
     space_sensor_interval_seconds: int = 3600
     reconciliation_cron: str = "0 3 * * 0"  # Sundays 03:00
-    reconciliation_timezone: str = "UTC"
+    reconciliation_timezone: str = "UTC"  # also the permission refresh's
+    permissions_cron: str = "30 2 * * *"  # daily 02:30
     running_by_default: bool = True  # sensors and the schedule start when the code location loads
     step_retry_delay_seconds: float = 30.0
 
@@ -329,6 +331,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             space_sensor_interval_seconds=int(r.number(CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS, 3600, minimum=1)),
             reconciliation_cron=r.cron(CONFLUENCE_RECONCILIATION_CRON, "0 3 * * 0"),
             reconciliation_timezone=r.zone(CONFLUENCE_RECONCILIATION_TIMEZONE, "UTC") or "UTC",
+            permissions_cron=r.cron(CONFLUENCE_PERMISSIONS_CRON, "30 2 * * *"),
             running_by_default=r.choice(CONFLUENCE_AUTOMATION_DEFAULT, "running", AUTOMATION_DEFAULTS) == "running",
             step_retry_delay_seconds=float(r.number(CONFLUENCE_STEP_RETRY_DELAY_SECONDS, 30.0, kind=float)),
         ),

@@ -1,15 +1,26 @@
 """Test data for search: Confluence pages and chunks written straight into the schema, shaped like the
 sync writes them (confluence_pages.metadata per the content module, chunk metadata per chunk_step), and a
 deterministic lexical embedding so that vector search means something without a model.
+
+Permissions too, as the permission refresh records them (sql/0.1.0/040): each page's own read restriction
+(by default known and unrestricted, so that a search with no principal finds it), and on request space
+permissions, groups with their members and users with their e-mails.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import math
 import re
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from psycopg.types.json import Jsonb
 
@@ -33,6 +44,51 @@ def lexical_embedding(text: str, dims: int = DIMS) -> list[float]:
     return [v / norm for v in vector]
 
 
+class _EmbeddingsHandler(BaseHTTPRequestHandler):
+    """POST /v1/embeddings answering with the lexical embedding, base64 little-endian float32 when asked
+    (the openai client's default), at the requested ``dimensions``."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/embeddings":
+            self.send_error(404)
+            return
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = body.get("dimensions") or DIMS
+        data = []
+        for i, text in enumerate(texts):
+            vector = lexical_embedding(text, dims)
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        payload = json.dumps(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def lexical_embeddings_server() -> Iterator[str]:
+    """A minimal OpenAI-compatible embeddings server on a free local port; yields its base URL (.../v1)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmbeddingsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class Page:
     page_id: str
@@ -48,6 +104,9 @@ class Page:
     attachments: int = 0
     deleted: bool = False
     modified: datetime = field(default_factory=lambda: datetime(2024, 6, 1, tzinfo=UTC))
+    read_users: tuple[str, ...] = ()  # the page's own read restriction (empty: none)
+    read_groups: tuple[str, ...] = ()
+    restriction_status: str = "ok"  # 'unknown': not read yet, the page and its descendants hidden
 
 
 class Site:
@@ -62,14 +121,18 @@ class Site:
         self.titles: dict[str, str] = {}
         self.spaces: set[str] = set()
 
+    def _source(self, space: str) -> str:
+        if space not in self.spaces:
+            self.conn.execute(
+                "INSERT INTO archon_sources (source_id, title, metadata) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (f"confluence_{space}", space, Jsonb({"source_type": "confluence"})),
+            )
+            self.spaces.add(space)
+        return f"confluence_{space}"
+
     def add(self, page: Page) -> Page:
         conn = self.conn
-        if page.space not in self.spaces:
-            conn.execute(
-                "INSERT INTO archon_sources (source_id, title, metadata) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (f"confluence_{page.space}", page.space, Jsonb({"source_type": "confluence"})),
-            )
-            self.spaces.add(page.space)
+        self._source(page.space)
         path = (self.paths[page.parent] if page.parent else "") + "/" + page.page_id
         self.paths[page.page_id] = path
         self.titles[page.page_id] = page.title
@@ -152,7 +215,57 @@ class Site:
                     for n, (section, text) in enumerate(page.chunks)
                 ],
             )
+        self.restrict(page.page_id, page.read_users, page.read_groups, status=page.restriction_status)
         return page
+
+    # -- permissions, as the permission refresh records them -------------------------------------------
+
+    def restrict(self, page_id: str, users=(), groups=(), *, status: str = "ok") -> None:
+        """The page's own read restriction (none when both are empty); ``status`` 'unknown' hides it."""
+        updated = self.conn.execute(
+            """UPDATE confluence_page_restrictions
+               SET status = %s, read_account_ids = %s, read_group_ids = %s, error = NULL, read_at = now()
+               WHERE page_id = %s""",
+            (status, list(users), list(groups), page_id),
+        )
+        assert updated.rowcount == 1, f"page {page_id} has no restriction row"
+
+    def space_permissions(
+        self, space: str, users=(), groups=(), *, anonymous: bool = False, status: str = "ok"
+    ) -> None:
+        """Who may view ``space``: users and groups with read/space, anonymous access (opens it to every user)."""
+        self.conn.execute(
+            """INSERT INTO confluence_space_permissions (source_id, space_key, status, anonymous_access,
+                                                         reader_account_ids, reader_group_ids, refreshed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, now())
+               ON CONFLICT (source_id) DO UPDATE SET status = EXCLUDED.status,
+                 anonymous_access = EXCLUDED.anonymous_access, reader_account_ids = EXCLUDED.reader_account_ids,
+                 reader_group_ids = EXCLUDED.reader_group_ids, refreshed_at = EXCLUDED.refreshed_at""",
+            (self._source(space), space, status, anonymous, list(users), list(groups)),
+        )
+
+    def group(self, group_id: str, members=(), *, status: str = "ok", name: str | None = None) -> None:
+        """A group and its members; ``status`` 'unknown': its listing failed, it lets nobody in."""
+        self.conn.execute(
+            """INSERT INTO confluence_groups (group_id, name, members_status, member_count, refreshed_at)
+               VALUES (%s, %s, %s, %s, now())
+               ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name, members_status = EXCLUDED.members_status,
+                 member_count = EXCLUDED.member_count, refreshed_at = EXCLUDED.refreshed_at""",
+            (group_id, name or group_id, status, len(members) if status == "ok" else None),
+        )
+        self.conn.execute("DELETE FROM confluence_group_members WHERE group_id = %s", (group_id,))
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO confluence_group_members (group_id, account_id) VALUES (%s, %s)",
+                [(group_id, member) for member in members],
+            )
+
+    def user(self, account_id: str, email: str | None = None, display_name: str | None = None) -> None:
+        self.conn.execute(
+            """INSERT INTO confluence_users (account_id, email, display_name) VALUES (%s, %s, %s)
+               ON CONFLICT (account_id) DO UPDATE SET email = EXCLUDED.email, display_name = EXCLUDED.display_name""",
+            (account_id, email, display_name or account_id),
+        )
 
     def add_web_chunk(self, source_id: str, url: str, text: str) -> None:
         """A chunk of another Archon source (a web crawl): no page_id, must stay searchable by Archon's API."""

@@ -39,7 +39,7 @@ from confluence_assets_tests.pipeline_support import (
 
 # The sensors and the schedule, built as the code location builds them.
 confluence_change_sensor, confluence_space_sensor = build_sensors(settings.load().automation)
-(confluence_reconciliation_schedule,) = build_schedules(settings.load().automation)
+confluence_reconciliation_schedule, confluence_permissions_schedule = build_schedules(settings.load().automation)
 
 
 @pytest.fixture

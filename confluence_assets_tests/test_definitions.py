@@ -46,7 +46,19 @@ def test_definitions_load_with_the_asset_graph_in_order(defs):
         assert node.group_name == "confluence" and node.description and node.kinds
     for key in GRAPH[1:]:
         assert graph.get(dg.AssetKey(key)).partitions_def.name == "confluence_spaces"
-    assert {"confluence_sync_job", "confluence_spaces_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    # The permission refreshes: page_permissions per space beside changed_pages, confluence_groups after it.
+    permissions = graph.get(dg.AssetKey("page_permissions"))
+    assert permissions.partitions_def.name == "confluence_spaces" and permissions.group_name == "confluence"
+    assert {p.to_user_string() for p in permissions.parent_keys} == {"confluence_spaces"}
+    groups = graph.get(dg.AssetKey("confluence_groups"))
+    assert groups.partitions_def is None and groups.group_name == "confluence" and groups.description
+    assert {p.to_user_string() for p in groups.parent_keys} == {"page_permissions"}
+    jobs = {j.name: j for j in defs.resolve_all_job_defs()}
+    assert {"confluence_sync_job", "confluence_spaces_job", "confluence_permissions_job"} <= set(jobs)
+    reconciliation = {k.to_user_string() for k in jobs["confluence_reconciliation_job"].asset_layer.selected_asset_keys}
+    assert "page_permissions" in reconciliation  # a reconciliation leaves permissions fresh
+    schedules = {s.name for s in defs.schedules}
+    assert schedules == {"confluence_reconciliation_schedule", "confluence_permissions_schedule"}
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("chunk_embeddings")}
     assert checks == {
         "every_live_page_has_chunks",

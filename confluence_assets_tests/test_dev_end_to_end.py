@@ -194,7 +194,7 @@ def test_dev_sandbox_backfill_sensor_and_clean_stop(dev_server):
     command = hint.replace("confluence-assets", shlex.quote(CLI)).replace('"your query"', "QueryPie --space QM --json")
     found = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)  # noqa: S602
     assert found.returncode == 0, found.stderr
-    assert {r["space_key"] for r in json.loads(found.stdout)} == {"QM"}
+    assert {r["space_key"] for r in json.loads(found.stdout)["results"]} == {"QM"}
 
     # 3. Edit a page in the sandbox Confluence through the real client; the daemon's sensor tick sees it.
     confluence = Confluence(conf_url, username=DEFAULT_EMAIL, password=DEFAULT_API_TOKEN)

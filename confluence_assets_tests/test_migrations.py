@@ -333,32 +333,149 @@ def test_existing_archon_database_keeps_its_rows_indexes_and_foreign_key(fresh_d
     assert total == archon_migration_rows + ours == archon_migration_rows + len(migrations.discover())
 
 
-def test_rls_is_skipped_on_plain_postgres(migrated_db_url):
-    with psycopg.connect(migrated_db_url) as conn:
-        rls = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'confluence_pages'").fetchone()[0]
-        policies = conn.execute("SELECT count(*) FROM pg_policies WHERE tablename = 'confluence_pages'").fetchone()[0]
-    assert rls is False and policies == 0
+OUR_PRIVATE_TABLES = (
+    "confluence_sync_staged_pages",
+    "confluence_sync_staged_chunks",
+    "confluence_groups",
+    "confluence_group_members",
+    "confluence_users",
+    "confluence_space_permissions",
+    "confluence_page_restrictions",
+)
+SUPABASE_ROLES = ("anon", "authenticated", "service_role")
+ARCHON = Path(__file__).resolve().parents[2] / "shared" / "archon"
 
 
-def test_rls_policies_are_created_where_supabase_auth_exists(fresh_db_url):
+def _supabase_roles(conn) -> set[str]:
+    rows = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)", (list(SUPABASE_ROLES),))
+    return {r[0] for r in rows}
+
+
+@pytest.fixture
+def role_database(server_url):
+    """A database, and the Supabase roles it creates, which are the cluster's: once the database is
+    dropped they are dropped too, so that every other database of the session stays plain PostgreSQL."""
+    import uuid
+
+    from confluence_assets_tests.conftest import _create_database, _drop_database
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        before = _supabase_roles(conn)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield _create_database(server_url, name)
+    _drop_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for role in sorted(_supabase_roles(conn) - before):
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+def test_rls_is_skipped_on_plain_postgres(fresh_db_url):
+    """No Supabase role in the cluster: the migrations apply, and create no policy (none is needed: only
+    the owner reads)."""
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        assert _supabase_roles(conn) == set()  # the role fixtures leave none behind
+    migrations.migrate(fresh_db_url)
+    with psycopg.connect(fresh_db_url) as conn:
+        rls = dict(conn.execute("SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r'").fetchall())
+        policies = conn.execute("SELECT tablename, policyname FROM pg_policies").fetchall()
+    assert rls["confluence_pages"] is False and rls["archon_crawled_pages"] is False and policies == []
+    # Our own tables have row level security on everywhere (no policy: only their owner reads them).
+    assert all(rls[t] for t in OUR_PRIVATE_TABLES)
+
+
+def test_rls_policies_are_created_where_supabase_auth_exists(role_database):
+    with psycopg.connect(role_database, autocommit=True) as conn:
         conn.execute(
             """CREATE SCHEMA auth;
                CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'service_role'::text $$;
-               DO $$ BEGIN
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-                   CREATE ROLE authenticated NOLOGIN;
-                 END IF;
-               END $$;"""
+               CREATE ROLE authenticated NOLOGIN;"""
         )
-    migrations.migrate(fresh_db_url)
-    with psycopg.connect(fresh_db_url) as conn:
+    migrations.migrate(role_database)
+    with psycopg.connect(role_database) as conn:
         rls = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'confluence_pages'").fetchone()[0]
-        policies = dict(
-            conn.execute("SELECT policyname, cmd FROM pg_policies WHERE tablename = 'confluence_pages'").fetchall()
-        )
+        policies = {
+            name: (cmd, permissive, roles)
+            for name, cmd, permissive, roles in conn.execute(
+                "SELECT policyname, cmd, permissive, roles FROM pg_policies WHERE tablename = 'confluence_pages'"
+            )
+        }
+        chunk_policies = conn.execute(
+            "SELECT policyname, permissive, roles FROM pg_policies WHERE tablename = 'archon_crawled_pages'"
+        ).fetchall()
     assert rls is True
     assert policies == {
-        "Allow service role full access to confluence_pages": "ALL",
-        "Allow authenticated users to read confluence_pages": "SELECT",
+        "Allow service role full access to confluence_pages": ("ALL", "PERMISSIVE", ["public"]),
+        "Allow authenticated users to read confluence_pages": ("SELECT", "PERMISSIVE", ["authenticated"]),
+        "Confluence pages: unrestricted pages only": ("SELECT", "RESTRICTIVE", ["authenticated"]),
     }
+    assert chunk_policies == [("Confluence chunks: unrestricted pages only", "RESTRICTIVE", ["authenticated"])]
+
+
+def _archon_on_supabase(url: str) -> None:
+    """Archon's real schema as Supabase hosts it: the Supabase stand-ins (roles, auth.role(), default
+    grants to anon/authenticated), then Archon's complete_setup.sql. The embedded server lacks pgcrypto and
+    pg_trgm: gen_random_uuid() is built in, and the three trigram indexes are left out."""
+    import re
+
+    setup = (ARCHON / "migration" / "complete_setup.sql").read_text()
+    setup = re.sub(r"CREATE EXTENSION IF NOT EXISTS (pgcrypto|pg_trgm);", "", setup)
+    setup, trigram = re.subn(r"CREATE INDEX \S+ ON \S+ USING GIN \(\w+ gin_trgm_ops\);", "", setup)
+    assert trigram == 3
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((ARCHON / "supabase_standins.sql").read_text())
+        conn.execute(setup)
+
+
+@pytest.mark.skipif(not ARCHON.is_dir(), reason="the team's ../shared/archon is not on this machine")
+def test_on_supabase_anon_and_authenticated_read_only_unrestricted_confluence_rows(role_database):
+    from confluence_assets.search.hybrid import vector_literal
+    from confluence_assets_tests.search_data import Page, Site, lexical_embedding
+
+    _archon_on_supabase(role_database)
+    migrations.migrate(role_database)
+    with psycopg.connect(role_database, autocommit=True) as conn:
+        site = Site(conn, dims=1536)
+        text = "zephyr quartz runbook"
+        site.add(Page("1", "ENG", "Open", [("Open", text)]))
+        site.add(Page("2", "ENG", "Secret", [("Secret", text)], read_groups=("g-secret",)))
+        site.add(Page("3", "ENG", "Under secret", [("Under", text)], parent="2"))
+        site.add(Page("4", "ENG", "Not read yet", [("Unknown", text)], restriction_status="unknown"))
+        site.add_web_chunk("web1", "https://example.com/zephyr", text)
+        site.group("g-secret", ["acc-alice"])
+        site.space_permissions("ENG", groups=["g-secret"])
+        site.user("acc-alice", "alice@example.com")
+        conn.execute("SET ivfflat.probes = 100")  # Archon's ivfflat indexes were built on an empty table
+        open_rows = {"confluence://ENG/1", "https://example.com/zephyr"}
+        every_row = open_rows | {"confluence://ENG/2", "confluence://ENG/3", "confluence://ENG/4"}
+        vector = vector_literal(lexical_embedding(text, 1536))
+        archon_calls = {
+            "match_archon_crawled_pages": ("SELECT url FROM match_archon_crawled_pages(%s::vector, 50)", (vector,)),
+            "hybrid_search_archon_crawled_pages": (
+                "SELECT url FROM hybrid_search_archon_crawled_pages(%s::vector, %s, 50)",
+                (vector, text),
+            ),
+        }
+        for role in ("anon", "authenticated"):
+            conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+            try:
+                for table in ("confluence_sync_staged_pages", "confluence_sync_staged_chunks"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(f"INSERT INTO {table} DEFAULT VALUES")  # noqa: S608 - our table names
+                for table in OUR_PRIVATE_TABLES + ("confluence_page_access",):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(f"SELECT * FROM {table}")  # noqa: S608 - our table names
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT confluence_viewer_access('acc-alice')")
+                urls = {r[0] for r in conn.execute("SELECT url FROM archon_crawled_pages")}
+                assert urls == open_rows, role
+                for name, (call, params) in archon_calls.items():  # Archon's own functions, kept on its database
+                    assert {r[0] for r in conn.execute(call, params)} == open_rows, (role, name)
+                pages = {r[0] for r in conn.execute("SELECT page_id FROM confluence_pages")}
+                assert pages == ({"1"} if role == "authenticated" else set()), role  # anon: Archon's policies
+            finally:
+                conn.execute("RESET ROLE")
+        # The table owner and service_role are not narrowed (they bypass row level security).
+        assert {r[0] for r in conn.execute("SELECT url FROM archon_crawled_pages")} == every_row
+        conn.execute("SET ROLE service_role")
+        assert {r[0] for r in conn.execute("SELECT url FROM archon_crawled_pages")} == every_row
+        conn.execute("RESET ROLE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from confluence_assets.db.connection import connect
+from confluence_assets.search import NOBODY, Principal
 from confluence_assets.search import metadata_queries as mq
 from confluence_assets_tests.search_data import Page, Site
 
@@ -78,45 +79,65 @@ def test_breadcrumbs_follow_the_path_and_fall_back_to_the_pages_own_ancestors(co
     assert mq.breadcrumbs(conn, "6") == []  # a deleted page has none
 
 
-@pytest.fixture
-def many_pages(conn):
-    """5,000 pages in 5 spaces (50 roots with ~100 children each), 1 in 97 deleted, then ANALYZE.
-    The expected row counts below are those of live pages."""
-    conn.execute(
-        """INSERT INTO archon_sources (source_id) SELECT 'confluence_S' || s FROM generate_series(0, 4) s;
-           INSERT INTO confluence_pages (page_id, source_id, space_key, title, version, last_modified, path,
-                                         metadata, is_deleted)
-           SELECT (100000 + g)::text, 'confluence_S' || (g % 5), 'S' || (g % 5), 'Page ' || g, 1,
-                  timestamptz '2023-01-01' + g * interval '1 hour',
-                  '/' || (100000 + g % 50) || CASE WHEN g >= 50 THEN '/' || (100000 + g) ELSE '' END,
-                  jsonb_build_object(
-                    'page_url', 'https://example.atlassian.net/wiki/pages/' || (100000 + g),
-                    'labels', jsonb_build_array('label-' || (g % 300)),
-                    'jira_issue_links', jsonb_build_array(jsonb_build_object('issue_key', 'PROJ-' || g)),
-                    'user_mentions', jsonb_build_array(jsonb_build_object('account_id', 'acc-' || (g % 500))),
-                    'created_by', jsonb_build_object('account_id', 'acc-' || (g % 400)),
-                    'internal_links', jsonb_build_array(jsonb_build_object('page_id', (100000 + (g * 7) % 5000)::text)),
-                    'asset_links', CASE WHEN g % 41 = 7 THEN '[{"id": "att"}]'::jsonb ELSE '[]'::jsonb END,
-                    'ancestors', '[]'::jsonb),
-                  g % 97 = 0
-           FROM generate_series(0, 4999) g;
-           ANALYZE confluence_pages;"""
-    )
+MANY_PAGES = """INSERT INTO archon_sources (source_id) SELECT 'confluence_S' || s FROM generate_series(0, 4) s;
+   INSERT INTO confluence_pages (page_id, source_id, space_key, title, version, last_modified, path,
+                                 metadata, is_deleted)
+   SELECT (100000 + g)::text, 'confluence_S' || (g % 5), 'S' || (g % 5), 'Page ' || g, 1,
+          timestamptz '2023-01-01' + g * interval '1 hour',
+          '/' || (100000 + g % 50) || CASE WHEN g >= 50 THEN '/' || (100000 + g) ELSE '' END,
+          jsonb_build_object(
+            'page_url', 'https://example.atlassian.net/wiki/pages/' || (100000 + g),
+            'labels', jsonb_build_array('label-' || (g % 300)),
+            'jira_issue_links', jsonb_build_array(jsonb_build_object('issue_key', 'PROJ-' || g)),
+            'user_mentions', jsonb_build_array(jsonb_build_object('account_id', 'acc-' || (g % 500))),
+            'created_by', jsonb_build_object('account_id', 'acc-' || (g % 400)),
+            'internal_links', jsonb_build_array(jsonb_build_object('page_id', (100000 + (g * 7) % 5000)::text)),
+            'asset_links', CASE WHEN g % 41 = 7 THEN '[{"id": "att"}]'::jsonb ELSE '[]'::jsonb END,
+            'ancestors', '[]'::jsonb),
+          g % 97 = 0
+   FROM generate_series(0, 4999) g;
+   UPDATE confluence_page_restrictions SET status = 'ok', read_at = now();
+   INSERT INTO confluence_space_permissions (source_id, space_key, status, reader_account_ids)
+   SELECT 'confluence_S' || s, 'S' || s, 'ok', ARRAY['acc-viewer'] FROM generate_series(0, 4) s;
+   ANALYZE confluence_pages;
+   ANALYZE confluence_page_restrictions;"""
+
+
+@pytest.fixture(scope="module")
+def many_pages(server_url, _migrated_template):
+    """5,000 pages in 5 spaces (50 roots with ~100 children each), 1 in 97 deleted, restrictions known
+    and none restricted, every space readable by acc-viewer, then ANALYZE. The expected row counts below
+    are those of live pages."""
+    from confluence_assets_tests.conftest import _create_database, _drop_database
+
+    name = "t_search_metadata_many"
+    url = _create_database(server_url, name, template=_migrated_template)
+    try:
+        with connect(url, autocommit=True) as conn:
+            conn.execute(MANY_PAGES)
+        with connect(url, autocommit=True) as conn:  # read only: the tests share it
+            yield conn
+    finally:
+        _drop_database(server_url, name)
 
 
 @pytest.mark.parametrize(
     ("query", "index", "rows"),
     [
-        (lambda: mq.pages_mentioning_user_query("acc-7"), "idx_confluence_pages_mentions", 9),
-        (lambda: mq.pages_with_jira_key_query("PROJ-123"), "idx_confluence_pages_jira", 1),
-        (lambda: mq.pages_with_label_query("label-17"), "idx_confluence_pages_labels", 17),
-        (lambda: mq.pages_by_author_query("acc-3"), "idx_confluence_pages_created_by", 13),
-        (lambda: mq.pages_with_attachments_query(), "idx_confluence_pages_with_attachments", 121),
-        (lambda: mq.pages_with_attachments_query(spaces=("S2",)), "idx_confluence_pages_with_attachments", 24),
-        (lambda: mq.pages_linking_to_query("100007"), "idx_confluence_pages_internal_links", 1),
-        (lambda: mq.descendants_query("100003"), "idx_confluence_pages_path", 98),
-        (lambda: mq.children_query("100003"), "idx_confluence_pages_path", 98),
-        (lambda: mq.breadcrumbs_query("100053"), "confluence_pages_pkey", 2),
+        (lambda who: mq.pages_mentioning_user_query("acc-7", principal=who), "idx_confluence_pages_mentions", 9),
+        (lambda who: mq.pages_with_jira_key_query("PROJ-123", principal=who), "idx_confluence_pages_jira", 1),
+        (lambda who: mq.pages_with_label_query("label-17", principal=who), "idx_confluence_pages_labels", 17),
+        (lambda who: mq.pages_by_author_query("acc-3", principal=who), "idx_confluence_pages_created_by", 13),
+        (lambda who: mq.pages_with_attachments_query(principal=who), "idx_confluence_pages_with_attachments", 121),
+        (
+            lambda who: mq.pages_with_attachments_query(spaces=("S2",), principal=who),
+            "idx_confluence_pages_with_attachments",
+            24,
+        ),
+        (lambda who: mq.pages_linking_to_query("100007", principal=who), "idx_confluence_pages_internal_links", 1),
+        (lambda who: mq.descendants_query("100003", principal=who), "idx_confluence_pages_path", 98),
+        (lambda who: mq.children_query("100003", principal=who), "idx_confluence_pages_path", 98),
+        (lambda who: mq.breadcrumbs_query("100053", principal=who), "confluence_pages_pkey", 2),
     ],
     ids=[
         "mentions",
@@ -131,17 +152,22 @@ def many_pages(conn):
         "breadcrumbs",
     ],
 )
-def test_metadata_queries_use_their_index(conn, many_pages, query, index, rows):
-    built = query()
+@pytest.mark.parametrize("who", [NOBODY, Principal(account_id="acc-viewer")], ids=["nobody", "user"])
+def test_metadata_queries_use_their_index(many_pages, query, index, rows, who):
+    conn = many_pages
+    built = query(who)
     plan = mq.explain(conn, built)
     assert index in plan, plan
     assert "Seq Scan on confluence_pages" not in plan, plan
+    # The viewer is resolved once (before the query, or in one CTE), and the page test is inlined.
+    assert plan.count("confluence_viewer_access") <= 1 and "confluence_can_view" not in plan, plan
     found = conn.execute(built.text, built.params).fetchall()
     assert len(found) == rows
 
 
-def test_search_filters_use_the_same_indexes(conn, many_pages):
+def test_search_filters_use_the_same_indexes(many_pages):
     """The page filter of every search is the same function: each filter meets its index there too."""
+    conn = many_pages
     from confluence_assets.search import SearchFilters
 
     cases = {

@@ -1,23 +1,18 @@
 """Search as users run it: the service (query embedded through the openai client, model check), the
 ``confluence-assets search`` command, and the known-item evaluation.
 
-The embeddings endpoint is a minimal OpenAI-compatible server inside this file (the sandbox's full one
-will replace it): POST /v1/embeddings answering with base64 little-endian float32 vectors, as the openai
-client asks for by default.
+The embeddings endpoint is search_data's minimal OpenAI-compatible server (the lexical embedding over
+HTTP, base64 little-endian float32 vectors as the openai client asks for by default).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
-import struct
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,50 +29,23 @@ from confluence_assets.search import (
     search,
     stored_embeddings,
 )
-from confluence_assets_tests.search_data import DIMS, MODEL, Page, Site, generated_text, lexical_embedding
+from confluence_assets_tests.search_data import (
+    DIMS,
+    MODEL,
+    Page,
+    Site,
+    generated_text,
+    lexical_embedding,
+    lexical_embeddings_server,
+)
 
 CLI = str(Path(sys.executable).parent / "confluence-assets")
 
 
-class _EmbeddingsHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        if self.path != "/v1/embeddings":
-            self.send_error(404)
-            return
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        dims = body.get("dimensions") or DIMS
-        data = []
-        for i, text in enumerate(texts):
-            vector = lexical_embedding(text, dims)
-            if body.get("encoding_format") == "base64":
-                embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-            else:
-                embedding = vector
-            data.append({"object": "embedding", "index": i, "embedding": embedding})
-        payload = json.dumps(
-            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def embeddings_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmbeddingsHandler)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with lexical_embeddings_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -181,7 +149,7 @@ def test_cli_search_full_prints_each_chunks_whole_text(docs, embeddings_url):
     as_json = run_search(*args, "--json", db_url=docs, embeddings_url=embeddings_url)
     full = run_search(*args, "--full", db_url=docs, embeddings_url=embeddings_url)
     assert as_json.returncode == 0 and full.returncode == 0, full.stderr
-    results = json.loads(as_json.stdout)
+    results = json.loads(as_json.stdout)["results"]
     assert any("\n" in r["content"].strip() or len(r["content"]) > 280 for r in results)  # more than an excerpt
     for result in results:
         assert textwrap.indent(result["content"].rstrip(), "   ") in full.stdout
@@ -192,14 +160,16 @@ def test_cli_search_json(docs, embeddings_url):
         "deploy", "--json", "--since", "2024-01-01", "--author", "acc-alice", db_url=docs, embeddings_url=embeddings_url
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
+    document = json.loads(done.stdout)
+    assert document["principal"] == {"kind": "nobody", "account_id": None} and document["withheld"] == 0
+    results = document["results"]
     assert results[0]["page_id"] == "200"
     assert set(results[0]) >= {
         "page_id", "page_title", "space_key", "breadcrumb", "section_title", "url", "score", "similarity",
         "match_type", "content", "chunk_number", "last_modified",
     }  # fmt: skip
     none = run_search("deploy", "--json", "--since", "2030-01-01", db_url=docs, embeddings_url=embeddings_url)
-    assert none.returncode == 0 and json.loads(none.stdout) == []
+    assert none.returncode == 0 and json.loads(none.stdout)["results"] == []
 
 
 @pytest.mark.parametrize(

@@ -94,9 +94,11 @@ def test_fresh_database_has_archons_functions_with_their_exact_signatures(conn):
     assert len(indexes) == 6 and all(indexes.values()), indexes
 
 
-def test_an_archon_database_keeps_its_own_search_functions(fresh_db_url):
-    """Archon's match_* exist (sentinel bodies); its hybrid_* are missing (an older Archon): ours fill in
-    only those, and a second migrate run changes nothing."""
+def test_an_archon_database_gets_permission_aware_search_functions(fresh_db_url):
+    """Archon's match_* exist (sentinel bodies); its hybrid_* are missing (an older Archon): ours fill those
+    in, and 040 replaces Archon's _multi functions (which know no permission, and which Archon's server
+    calls as service_role, past row level security) by ours; the legacy ones, which call the _multi
+    ones, stay Archon's. A second migrate run changes nothing."""
     sentinel = """
       CREATE FUNCTION match_archon_crawled_pages_multi(query_embedding VECTOR, embedding_dimension INTEGER,
           match_count INT DEFAULT 10, filter JSONB DEFAULT '{}'::jsonb, source_filter TEXT DEFAULT NULL)
@@ -117,18 +119,22 @@ def test_an_archon_database_keeps_its_own_search_functions(fresh_db_url):
         archons = ("match_archon_crawled_pages_multi", "match_archon_crawled_pages")
         before = {name: _functions(c, name) for name in archons}
     migrations.migrate(fresh_db_url)
+    with connect(fresh_db_url, autocommit=True) as c:
+        after = {name: _functions(c, name) for name in archons}
     migrations.migrate(fresh_db_url)
     with connect(fresh_db_url, autocommit=True) as c:
-        for name, definition in before.items():
-            assert _functions(c, name) == definition, name
+        assert {name: _functions(c, name) for name in archons} == after  # the second run changed nothing
+        assert after["match_archon_crawled_pages"] == before["match_archon_crawled_pages"]
+        ((_, _, replaced),) = after["match_archon_crawled_pages_multi"]
+        assert "confluence_archon_search" in replaced
         (multi,) = _functions(c, "hybrid_search_archon_crawled_pages_multi")
         (legacy,) = _functions(c, "hybrid_search_archon_crawled_pages")
         assert "confluence_archon_search" in multi[2] and "hybrid_search_archon_crawled_pages_multi" in legacy[2]
-        # Archon's own function still answers as before; ours (hybrid) works on Archon's data.
+        # Archon's legacy function answers through ours now, on Archon's own data.
         rows = c.execute(
-            "SELECT content FROM match_archon_crawled_pages_multi(%s::vector, 1536)", (vector_literal([0.1] * 1536),)
+            "SELECT url FROM match_archon_crawled_pages(%s::vector, 3)", (vector_literal([0.1] * 1536),)
         ).fetchall()
-        assert rows == [("archon's own",)]
+        assert rows and all(u.startswith("https://docs.python.org/") for (u,) in rows)
         hybrid = c.execute(
             "SELECT url, match_type FROM hybrid_search_archon_crawled_pages(%s::vector, 'Python chunk 7', 5)",
             (vector_literal([0.07] * 1536),),

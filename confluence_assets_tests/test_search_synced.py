@@ -216,7 +216,7 @@ def test_cli_json_finds_a_known_page(synced):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    results = json.loads(out.stdout)
+    results = json.loads(out.stdout)["results"]
     assert item.page_id in [r["page_id"] for r in results]
     assert all(r["url"].startswith(sb.conf.url) for r in results)
 

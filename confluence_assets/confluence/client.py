@@ -7,11 +7,10 @@ errors, read timeouts and 429/5xx with capped exponential backoff plus jitter, h
 up to a cap, and counts every attempt so runs can report their API calls.
 
 Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
-never infers the end from a short page: a page may hold fewer results than ``limit``, or none at all,
-and still have a ``next`` link. A listing that cannot be finished raises; it never ends silently. The
-same goes for a page's attachments beyond what the ``children.attachment`` expansion holds (25 on Cloud,
-with a ``next`` link): :meth:`ConfluenceAPI.complete_attachments` asks for the rest.
-"""
+never infers the end from a short page (fewer results than ``limit``, or none, can still have a ``next``
+link); a listing that cannot be finished raises, never ends silently. Attachments beyond the 25 of the
+``children.attachment`` expansion: :meth:`ConfluenceAPI.complete_attachments`; restriction subjects beyond
+the expansion's: :meth:`ConfluenceAPI.search_pages` (confluence.permissions)."""
 
 from __future__ import annotations
 
@@ -20,8 +19,10 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
 from atlassian import Confluence
@@ -30,6 +31,7 @@ from urllib3.util.retry import Retry
 
 from confluence_assets import settings
 from confluence_assets.confluence import errors
+from confluence_assets.confluence.permissions import RESTRICTION_EXPAND, settle_read_restriction
 from confluence_assets.confluence.responses import join_url, page_url, resolve_next
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ PAGE_EXPAND = ",".join(
         "children.attachment",
     ]
 )
+SYNC_EXPAND = f"{PAGE_EXPAND},{RESTRICTION_EXPAND}"  # and each page's own read restriction, in the same requests
+PERMISSIONS_PAGE = 200  # results per listing of restrictions alone (no body: 200 a request; with body 50)
 # A listing is finished only when a page has no next link. These bound how long we follow one that
 # never finishes before failing the run (never before taking it as complete).
 MAX_EMPTY_PAGES = 1000  # consecutive empty pages with a next link (restricted content can fill many)
@@ -113,6 +117,7 @@ class RequestStats:
     responses: int = 0
     retries: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    restriction_requests: int = 0  # completions of truncated restriction lists (of the responses above)
 
     @property
     def attempts(self) -> int:
@@ -165,11 +170,8 @@ class ConfluenceAPI:
         self.url = url.rstrip("/")
         self.page_size = page_size
         self.stats = RequestStats()
-        self._credential_hint = (
-            settings.CONFLUENCE_PAT
-            if personal_access_token
-            else f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
-        )
+        cloud_hint = f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
+        self._credential_hint = settings.CONFLUENCE_PAT if personal_access_token else cloud_hint
         session = requests.Session()
         adapter = HTTPAdapter(max_retries=_retry(retry or RetryPolicy(), self.stats))
         session.mount("http://", adapter)
@@ -293,21 +295,36 @@ class ConfluenceAPI:
         """Every space the user can see (global and personal, any status)."""
         yield from self.paginate("rest/api/space", {"limit": 250, "expand": "description.plain"})
 
-    def search_pages(self, cql: str, *, expand: str = PAGE_EXPAND, limit: int | None = None) -> Iterator[dict]:
-        """Pages matching ``cql`` via /rest/api/content/search, with ``expand`` in the same requests."""
+    def search_pages(self, cql: str, *, expand: str = SYNC_EXPAND, limit: int | None = None) -> Iterator[dict]:
+        """Pages matching ``cql`` via /rest/api/content/search, with ``expand`` in the same requests; each
+        page's read restriction, when expanded, stamped and completed (permissions.settle_read_restriction)."""
         params: dict[str, Any] = {"cql": cql, "limit": limit or self.page_size}
-        if expand:
-            params["expand"] = expand
-        yield from self.paginate("rest/api/content/search", params)
+        params.update({"expand": expand} if expand else {})
+        read_at = datetime.now(UTC)
+        for page in self.paginate("rest/api/content/search", params):
+            if RESTRICTION_EXPAND in expand and page.get("id"):
+                fetch = partial(self.read_restriction, str(page["id"]))
+                self.stats.restriction_requests += settle_read_restriction(page, fetch, read_at)
+            yield page
+
+    def read_restriction(self, page_id: str, start: int, limit: int) -> dict:  # a window of its subjects
+        path = f"rest/api/content/{quote(page_id, safe='')}/restriction/byOperation/read"
+        return self.get_json(path, {"start": start, "limit": limit, "expand": "restrictions.user,restrictions.group"})
+
+    def space_with_permissions(self, space_key: str) -> dict:
+        return self.get_json(f"rest/api/space/{quote(space_key, safe='')}", {"expand": "permissions"})
+
+    def space_permissions(self, space_id: str) -> Iterator[dict]:
+        yield from self.paginate(f"api/v2/spaces/{quote(space_id, safe='')}/permissions", {"limit": 250})
+
+    def group_members(self, group_id: str) -> Iterator[dict]:
+        yield from self.paginate(f"rest/api/group/{quote(group_id, safe='')}/membersByGroupId", {"limit": 200})
 
     def first_match(self, cql: str, *, max_follows: int = MAX_PROBE_FOLLOWS) -> FirstMatch:
-        """The first readable result of ``cql`` (limit 1, version only): a cheap change probe.
-
-        Confluence applies view restrictions after cutting a result page, so a page of one result can be
-        empty and still have a ``next`` link when the match is a page these credentials cannot read. Such
-        a link is followed up to ``max_follows`` times; if every page is still empty, the result says so
-        (``hidden``) instead of pretending there is no match.
-        """
+        """The first readable result of ``cql`` (limit 1, version only): a cheap change probe. Confluence
+        applies view restrictions after cutting a result page, so a page of one result can be empty with a
+        ``next`` link when the match is unreadable to us: followed up to ``max_follows`` times, then the
+        result says so (``hidden``) instead of pretending there is no match."""
         data = self.get_json("rest/api/content/search", {"cql": cql, "limit": 1, "expand": "version"})
         requests_made = 1
         while True:
@@ -322,7 +339,7 @@ class ConfluenceAPI:
             data = self.get_json(nxt, absolute=True)
             requests_made += 1
 
-    def get_page(self, page_id: str, *, expand: str = PAGE_EXPAND) -> dict | None:
+    def get_page(self, page_id: str, *, expand: str = SYNC_EXPAND) -> dict | None:
         """One page, or None when it is gone (404)."""
         try:
             return self.get_json(f"rest/api/content/{page_id}", {"expand": expand})

@@ -8,15 +8,23 @@ query or a filter), another page's content (``include``, ``excerpt-include``), a
 from a parsed page before the rewrite changes it (the rewrite turns the ``ri:page`` a parameter names
 into a plain link); ``scan_storage`` answers the sync's questions about a page it is staging (does it
 need the rendered page, which pages does it show) without a full conversion.
+
+A rendering (``body.export_view``) is Confluence's view as the service account, who reads everything:
+``RenderedView`` finds each macro's part of it, and ``withhold`` takes out of a part what not every
+reader of the page may see (see content/rendered.py): the entries (list items, table rows) linking to a
+page the caller cannot prove readable, and other pages' content shown by nested includes.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, NavigableString, Tag
 
 from .xhtml import parse_storage, text_of
 
@@ -29,6 +37,10 @@ HANDLED = frozenset((*VIEW_ONLY, *INCLUDES, *TREE, "excerpt"))
 # The storage names the rewrite hands to the macro renderer (aliases included).
 RENDERED_MACROS = HANDLED | frozenset(ALIASES)
 MACRO_TAGS = ["ac:structured-macro", "ac:macro"]
+# In place of an include not every reader of the page may see (the same whatever the reason, no title).
+WITHHELD = "[included content not indexed: restricted]"
+_PAGE_ID = re.compile(r"/(?:pages|download/attachments|blog/\d{4}/\d{2}/\d{2})/(?:[\w.-]+/)*?(\d+)(?=[/?#]|$)")
+_PAGE_LINK = re.compile(r"/(?:pages|display|x|blog|download/attachments)/")  # a page, its id unknown
 _NAMES = re.compile(
     r'<ac:(?:structured-)?macro\b[^>]*?\bac:name="(jira|include|include-page|excerpt-include|excerpt|children|'
     r'pagetree|detailssummary|details|contentbylabel|content-by-label|recently-updated|tasks-report)"'
@@ -159,3 +171,78 @@ def scan_storage(storage: str) -> MacroScan:
         tree=any(i.name in TREE for i in infos),
         details="details" in names,
     )
+
+
+class RenderedView:
+    """The macros of a rendered page (``body.export_view``), by id and by name."""
+
+    def __init__(self, value: str) -> None:
+        soup = BeautifulSoup(value, "html.parser")
+        self.by_id: dict[str, Tag] = {}
+        self.by_name: dict[str, list[Tag]] = {}
+        for el in soup.find_all(attrs={"data-macro-name": True}):
+            if el.find_parent(attrs={"data-macro-name": list(INCLUDES)}) is not None:
+                continue  # another page's macros, shown by an include
+            if el.get("data-macro-id"):
+                self.by_id.setdefault(str(el["data-macro-id"]), el)
+            self.by_name.setdefault(canonical(el["data-macro-name"]), []).append(el)
+
+    def find(self, info: MacroInfo) -> Tag | None:
+        el = self.by_id.get(info.macro_id or "")
+        if el is not None and canonical(el.get("data-macro-name")) == info.name:
+            return el
+        found = self.by_name.get(info.name) or []
+        return found[info.ordinal] if info.ordinal < len(found) else None
+
+
+def page_reference(el: Tag, host: str) -> str | None:
+    """The Confluence page ``el`` links to on the site at ``host``: its id, "" for a page link whose id
+    is not in it (``/display/SPACE/Title``, a tiny link), None when it links to no page (people, spaces,
+    labels, Jira, other sites). From ``data-linked-resource-id`` (an attachment's container page) or the
+    href: ``/pages/<id>``, ``pageId=<id>``, ``/download/attachments/<id>/``, a blog post's id."""
+    kind = str(el.get("data-linked-resource-type") or "").lower()
+    if el.get("data-linked-resource-id") and kind in ("", "page", "blogpost"):
+        return str(el["data-linked-resource-id"])
+    if kind == "attachment":
+        return str(el.get("data-linked-resource-container-id") or "")
+    href = el.get("href") if el.name == "a" else None
+    if not isinstance(href, str) or not href.strip():
+        return None
+    parts = urlsplit(href.strip())
+    if parts.scheme not in ("", "http", "https") or (parts.netloc and parts.netloc.lower() != host):
+        return None
+    page_id = parse_qs(parts.query).get("pageId")
+    if page_id:
+        return page_id[0] if page_id[0].isdigit() else ""
+    if m := _PAGE_ID.search(parts.path):
+        return m.group(1)
+    return "" if _PAGE_LINK.search(parts.path) else None
+
+
+def withhold(el: Tag, readable: Callable[[Iterable[str]], set[str]], host: str) -> tuple[Tag, int]:
+    """A copy of a rendered macro's part without what ``readable`` does not let through, and how many
+    references it withheld: nested includes (their target is not in the rendering) become
+    :data:`WITHHELD`; each link to a page that is not readable or whose id is unknown takes its entry
+    with it (the list item or table row holding it, else the link itself). Entries without page links stay."""
+    part = copy.copy(el)
+    withheld = 0
+    for nested in part.find_all(attrs={"data-macro-name": True}):
+        if canonical(nested.get("data-macro-name")) in INCLUDES and nested.parent is not None:
+            nested.replace_with(NavigableString(f" {WITHHELD} "))
+            withheld += 1
+    refs = [(tag, ref) for tag in part.find_all(True) if (ref := page_reference(tag, host)) is not None]
+    allowed = readable({ref for _, ref in refs if ref}) if refs else set()
+    entries: dict[int, Tag] = {}
+    for tag, ref in refs:
+        if ref and ref in allowed:
+            continue
+        entry = tag if tag.name in ("li", "tr") else tag.find_parent(["li", "tr"])
+        if entry is None or not any(p is part for p in entry.parents):
+            entry = tag
+        entries.setdefault(id(entry), entry)
+    removing = {id(e) for e in entries.values()}
+    for entry in entries.values():
+        if not any(id(p) in removing for p in entry.parents):
+            entry.extract()
+            withheld += 1
+    return part, withheld

@@ -14,6 +14,12 @@ when the sync fetched it (``confluence_assets.sync.rendering``): Confluence mark
 with ``data-macro-name`` and ``data-macro-id`` (the storage's ``ac:macro-id``), so the part a macro
 rendered is found by its id, else by its place among the macros of its name.
 
+Permissions (fail closed): conversion runs once, as the service account; Confluence renders a page as
+its viewer. So another page's content or a reference to it is shown only when ``MacroSources.readable``
+proves every reader of the page may read that page (sync/rendering.py has the rule). Else an include
+becomes ``macro_scan.WITHHELD`` (no title), a child list loses the child, a part of the rendering the
+entry linking to it (``macro_scan.withhold``); ``withheld_references`` counts them. No sources: none.
+
 Each macro's Markdown is converted on its own and put where the macro was through a placeholder the
 Markdown converter leaves alone (``fill``), so tables and lists come out whole and a macro inside a
 table cell stays in its cell. A macro nothing can resolve keeps the behaviour it had before (a link to
@@ -25,7 +31,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,8 +39,9 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 
 from confluence_assets.confluence.responses import page_url
 
+from . import macro_scan
 from .links import LinkContext
-from .macro_scan import INCLUDES, TREE, IncludeRef, MacroInfo, analyse, canonical, mentions_handled
+from .macro_scan import INCLUDES, TREE, IncludeRef, MacroInfo, analyse, mentions_handled
 from .xhtml import direct_child, parse_storage
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,9 @@ class MacroSources(Protocol):
 
     def children(self, page_id: str) -> list[dict[str, Any]]: ...  # [{id, title, url}], in sibling order
 
+    # Of ``page_ids``, the pages every reader of ``reader`` (a content object: id, space, ancestors) may read.
+    def readable(self, reader: Mapping[str, Any], page_ids: Iterable[str]) -> set[str]: ...
+
 
 def _to_markdown(fragment: str, ctx: LinkContext) -> tuple[str, Any]:
     from .markdown import storage_to_markdown  # markdown imports storage, which dispatches to us
@@ -84,28 +94,6 @@ def _excerpt_of(storage: str, name: str | None) -> str | None:
     return None
 
 
-class _View:
-    """The macros of a rendered page (``body.export_view``), by id and by name."""
-
-    def __init__(self, value: str) -> None:
-        soup = BeautifulSoup(value, "html.parser")
-        self.by_id: dict[str, Tag] = {}
-        self.by_name: dict[str, list[Tag]] = {}
-        for el in soup.find_all(attrs={"data-macro-name": True}):
-            if el.find_parent(attrs={"data-macro-name": list(INCLUDES)}) is not None:
-                continue  # another page's macros, shown by an include
-            if el.get("data-macro-id"):
-                self.by_id.setdefault(str(el["data-macro-id"]), el)
-            self.by_name.setdefault(canonical(el["data-macro-name"]), []).append(el)
-
-    def find(self, info: MacroInfo) -> Tag | None:
-        el = self.by_id.get(info.macro_id or "")
-        if el is not None and canonical(el.get("data-macro-name")) == info.name:
-            return el
-        found = self.by_name.get(info.name) or []
-        return found[info.ordinal] if info.ordinal < len(found) else None
-
-
 class MacroRenderer:
     """One page's rendered macros: ``prepare`` reads them before the rewrite, ``handle`` replaces one
     (True when it did), ``fill`` puts their Markdown in place, ``metadata`` says what was found."""
@@ -118,8 +106,12 @@ class MacroRenderer:
         space_key: str | None = None,
         depth: int = 0,
         seen: frozenset[str] = frozenset(),
+        parent: MacroRenderer | None = None,
     ) -> None:
         self.page = page
+        self.parent = parent  # the page including this one
+        self.root: MacroRenderer = parent.root if parent else self  # the page being converted: its readers decide
+        self.withheld = self._withheld_here = 0  # references not shown (the root's: its included pages' too)
         self.page_id = str(page.get("id") or "")
         self.space_key = space_key
         self.sources = sources
@@ -128,7 +120,7 @@ class MacroRenderer:
         self.seen = seen | {self.page_id}
         self._info: dict[int, MacroInfo] = {}
         self._filled: dict[str, str] = {}
-        self._view: _View | None = None
+        self._view: macro_scan.RenderedView | None = None
         self.includes: list[IncludeRef] = []
         self.excerpts: dict[str, str] = {}
         self.resolved: list[dict[str, Any]] = []
@@ -152,7 +144,10 @@ class MacroRenderer:
         else:
             source = self._source
         if info.name != "excerpt" and not (info.name == "jira" and info.jira_key):
-            self.resolved.append({"macro": info.name, "source": source if markdown is not None else "unresolved"})
+            entry: dict[str, Any] = {"macro": info.name, "source": source if markdown is not None else "unresolved"}
+            if self._withheld_here:
+                entry["withheld"] = self._withheld_here
+            self.resolved.append(entry)
         if markdown is None:
             return False
         token = f"zqxmacro{self.depth}x{len(self._filled)}zqx"
@@ -188,9 +183,12 @@ class MacroRenderer:
         return [line]
 
     def metadata(self) -> dict[str, Any]:
-        """``includes`` (the pages shown), ``excerpts`` (this page's, for pages including them) and
-        ``rendered_macros`` (each macro and where its text came from), each only when there is one."""
+        """``includes`` (the pages shown), ``excerpts`` (this page's, for pages including them),
+        ``rendered_macros`` (each macro, where its text came from, how many references it withheld) and
+        ``withheld_references`` (their total), each only when there is one."""
         out: dict[str, Any] = {}
+        if self.withheld:
+            out["withheld_references"] = self.withheld
         if self.includes:
             out["includes"] = [ref.as_json(self.space_key) for ref in self.includes]
         if self.excerpts:
@@ -199,19 +197,38 @@ class MacroRenderer:
             out["rendered_macros"] = list(reversed(self.resolved))  # the rewrite walks backwards
         return out
 
+    # -- permissions -------------------------------------------------------------------------------------
+    def _readable(self, page_ids: Iterable[str]) -> set[str]:
+        """Of ``page_ids``, those every reader of the page being converted may read (none without sources)."""
+        wanted = {str(p) for p in page_ids if p}
+        check = getattr(self.sources, "readable", None)
+        return set(check(self.root.page, wanted)) & wanted if wanted and check is not None else set()
+
+    def _withhold(self, count: int) -> None:
+        node: MacroRenderer | None = self
+        while node is not None:  # the macro here, and the includes showing this page
+            node._withheld_here += count
+            node = node.parent
+        self.root.withheld += count
+
+    def _shown(self, kids: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        allowed = self._readable(str(k.get("id") or "") for k in kids)
+        shown = [k for k in kids if str(k.get("id") or "") in allowed]
+        self._withhold(len(kids) - len(shown))
+        return shown
+
     # -- rendering ---------------------------------------------------------------------------------------
     def _render(self, pre: Any, tag: Tag, info: MacroInfo) -> str | None:
         self._source = "unresolved"
+        self._withheld_here = 0
         if info.name == "excerpt":
             self._record_excerpt(tag, info)
             return None
         if info.name in TREE:
             return self._tree(pre.ctx, info)
         if info.name in INCLUDES:
-            found = self._include(pre.ctx, info)
-            if found is not None:
-                return found
-        elif info.name == "jira" and info.jira_key:
+            return self._include(pre, info)
+        if info.name == "jira" and info.jira_key:
             return None  # one issue: a link, from storage
         return self._from_view(pre, info)
 
@@ -224,13 +241,21 @@ class MacroRenderer:
         text = soup_to_markdown(BeautifulSoup(body.decode_contents(), "html.parser")).strip()[:MAX_EXCERPT_CHARS]
         self.excerpts.setdefault(info.params.get("name") or "", text)
 
-    def _include(self, ctx: LinkContext, info: MacroInfo) -> str | None:
-        ref = info.target
-        if ref is None or self.sources is None or self.depth >= MAX_DEPTH or ref.page_id in self.seen:
+    def _include(self, pre: Any, info: MacroInfo) -> str | None:
+        """The included page's content when every reader may read it, from its staged storage, its
+        stored excerpt or the rendering; the marker when they may not (or it is not known)."""
+        ctx, ref = pre.ctx, info.target
+        if self.sources is None or ref is None:
+            if self._view_part(info) is None:
+                return None  # nothing would be shown: the link from storage, as before
+            return self._withheld_include()
+        if self.depth >= MAX_DEPTH or ref.page_id in self.seen:
             return None
         found = self.sources.page(ref.space_key or ctx.space_key, ref.title, ref.page_id)
-        if found is None or found.page_id in self.seen:
+        if found is not None and found.page_id in self.seen:
             return None
+        if found is None or found.page_id not in self._readable([found.page_id]):
+            return self._withheld_include()
         if found.storage is not None:
             storage = found.storage if info.name == "include" else _excerpt_of(found.storage, ref.excerpt)
             if storage is None:
@@ -247,6 +272,7 @@ class MacroRenderer:
                     space_key=found.space_key or ctx.space_key,
                     depth=self.depth + 1,
                     seen=self.seen,
+                    parent=self,
                 ),
             )
             self._source = "staged"
@@ -257,7 +283,12 @@ class MacroRenderer:
             if text is not None:
                 self._source = "stored"
                 return text
-        return None
+        return self._from_view(pre, info)
+
+    def _withheld_include(self) -> str:
+        self._withhold(1)
+        self._source = "withheld"
+        return macro_scan.WITHHELD
 
     def _tree(self, ctx: LinkContext, info: MacroInfo) -> str | None:
         root = self._tree_root(ctx, info)
@@ -266,6 +297,7 @@ class MacroRenderer:
         kids = self._children_of(root, ctx)
         if kids is None:
             return None
+        kids = self._shown(kids)
         first = info.params.get("first", "")
         if info.name == "children" and first.isdigit() and int(first) > 0:
             kids = kids[: int(first)]
@@ -329,24 +361,30 @@ class MacroRenderer:
             url = kid.get("url")
             item = f'<a href="{html.escape(str(url))}">{title}</a>' if url else title
             if deeper > 0 and self.sources is not None:
-                sub = self._tree_html(self.sources.children(str(kid["id"])), deeper - 1, budget)
+                sub = self._tree_html(self._shown(self.sources.children(str(kid["id"]))), deeper - 1, budget)
                 if sub:
                     item += f"<ul>{sub}</ul>"
             parts.append(f"<li>{item}</li>")
         return "".join(parts)
 
-    def _from_view(self, pre: Any, info: MacroInfo) -> str | None:
+    def _view_part(self, info: MacroInfo) -> Tag | None:
         if self._view is None:
             body = self.page.get("body") if isinstance(self.page.get("body"), Mapping) else {}
             view = body.get("export_view") if isinstance(body, Mapping) else None
             value = view.get("value") if isinstance(view, Mapping) else None
             if not isinstance(value, str) or "data-macro-name" not in value:
                 return None
-            self._view = _View(value)
-        el = self._view.find(info)
+            self._view = macro_scan.RenderedView(value)
+        return self._view.find(info)
+
+    def _from_view(self, pre: Any, info: MacroInfo) -> str | None:
+        """The macro's part of the rendering, without what not every reader may see (macro_scan.withhold)."""
+        el = self._view_part(info)
         if el is None:
             return None
         ctx = pre.ctx
+        el, withheld = macro_scan.withhold(el, self._readable, ctx.host)
+        self._withhold(withheld)
         markdown, refs = _to_markdown(el.decode_contents(), LinkContext(ctx.base_url, ctx.page_id, ctx.space_key))
         for key, link in refs.jira_issue_links.items():
             pre.refs.add_jira(key, link["issue_url"], from_link=link["_from_link"])

@@ -1,5 +1,6 @@
 """The asset graph: confluence_spaces -> changed_pages -> page_metadata -> page_chunks -> chunk_embeddings,
-and page_reconciliation beside changed_pages.
+page_reconciliation beside changed_pages, and page_permissions -> confluence_groups beside them
+(defs/permissions.py).
 
 Asset bodies are thin: inside :func:`~confluence_assets.defs.execution.space_step` (the partition's space,
 its lock, a connection) they call one plain step of confluence_assets.sync and return its summary's
@@ -23,6 +24,7 @@ from confluence_assets.defs.partitions import (
     partition_requests,
     space_keys,
 )
+from confluence_assets.defs.permissions import build_permission_assets
 from confluence_assets.defs.reporting import changes_table, skipped_table, space_refresh_metadata
 from confluence_assets.defs.resources import (
     ConfluenceResource,
@@ -35,6 +37,7 @@ from confluence_assets.sync.changes import stage_changes
 from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
 from confluence_assets.sync.convert_step import convert_staged
 from confluence_assets.sync.embed_step import embed_and_swap
+from confluence_assets.sync.permission_refresh import space_summaries
 from confluence_assets.sync.reconcile import reconcile_space
 from confluence_assets.sync.spaces import refresh_spaces
 
@@ -64,6 +67,8 @@ class SyncAssets:
     page_metadata: dg.AssetsDefinition
     page_chunks: dg.AssetsDefinition
     chunk_embeddings: dg.AssetsDefinition
+    page_permissions: dg.AssetsDefinition
+    confluence_groups: dg.AssetsDefinition
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -71,7 +76,7 @@ class SyncAssets:
 
 
 def build_assets(loaded: settings.Settings) -> SyncAssets:
-    """The six assets, their Confluence- and embedding-calling steps retried per ``loaded.automation``."""
+    """The eight assets, their Confluence- and embedding-calling steps retried per ``loaded.automation``."""
     retry = step_retry_policy(loaded.automation)
     space_asset = partial(dg.asset, partitions_def=confluence_spaces_partitions_def, group_name=GROUP)
     calls_confluence = {"kinds": {"confluence", "postgres"}, "pool": CONFLUENCE_POOL, "retry_policy": retry}
@@ -96,6 +101,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             api = confluence.api()
             with database.connect() as conn:
                 refresh = refresh_spaces(api, conn, space_keys(context.instance), **space_selection.choice())
+                permissions = space_summaries(conn, [s.key for s in refresh.selection.selected])
         apply_partition_requests(context.instance, partition_requests(refresh.added, refresh.removed))
         selection = refresh.selection
         for key in selection.invalid_keys:
@@ -108,7 +114,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
         )
         return dg.MaterializeResult(
             metadata={
-                **space_refresh_metadata(refresh),
+                **space_refresh_metadata(refresh, permissions),
                 "api_calls": api.stats.attempts,
                 "duration_seconds": round(time.monotonic() - started, 2),
             }
@@ -166,6 +172,9 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "full_load": summary.full_load,
                 **figures,
                 "skipped_pages": dg.MetadataValue.md(skipped_table(summary.skipped)),
+                "restriction_unknown_page_ids": dg.MetadataValue.json(
+                    [p for p, _ in summary.restrictions_unknown][:200]
+                ),
                 "api_calls": api.stats.attempts,
                 "api_retries": api.stats.retries,
                 "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
@@ -226,7 +235,8 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 conversion_error=ConversionError,
                 progress=step.progress("pages converted"),
             )
-            return step.finish(summary)
+            shown = {"restriction_unknown_page_ids": dg.MetadataValue.json(summary.restrictions_unknown[:200])}
+            return step.finish(summary, shown)
 
     @space_asset(
         deps=[page_metadata],
@@ -296,8 +306,16 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             check_results=results,
         )
 
+    page_permissions, confluence_groups = build_permission_assets(GROUP, retry, confluence_spaces)
     return SyncAssets(
-        confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings
+        confluence_spaces,
+        changed_pages,
+        page_reconciliation,
+        page_metadata,
+        page_chunks,
+        chunk_embeddings,
+        page_permissions,
+        confluence_groups,
     )
 
 

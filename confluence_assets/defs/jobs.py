@@ -1,5 +1,5 @@
-"""Jobs: discover spaces; sync one space partition; reconcile one space partition (partitioning comes from
-the selected assets, named by key so the jobs need no settings)."""
+"""Jobs: discover spaces; sync one space partition; reconcile one space partition; refresh permissions
+(partitioning comes from the selected assets, named by key so the jobs need no settings)."""
 
 import dagster as dg
 
@@ -17,9 +17,18 @@ confluence_sync_job = dg.define_asset_job(
 
 confluence_reconciliation_job = dg.define_asset_job(
     name="confluence_reconciliation_job",
-    selection=["page_reconciliation", "page_metadata", "page_chunks", "chunk_embeddings"],
+    selection=["page_reconciliation", "page_permissions", "page_metadata", "page_chunks", "chunk_embeddings"],
     description=(
         "Reconcile one space: soft-delete pages gone from Confluence, then bring in the changes CQL missed, "
-        "moved and restored pages (one run per space)."
+        "moved and restored pages, and refresh the permissions of every page (one run per space)."
+    ),
+)
+
+confluence_permissions_job = dg.define_asset_job(
+    name="confluence_permissions_job",
+    selection=["page_permissions", "confluence_groups"],
+    description=(
+        "Refresh permissions: page_permissions for one space partition (a run per space), or confluence_groups "
+        "(site-wide group membership, a run of its own)."
     ),
 )

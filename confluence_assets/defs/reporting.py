@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -50,21 +50,32 @@ def skipped_table(skipped: Sequence[tuple[str, str]]) -> str:
     return _table(skipped, "No skipped pages.", ("page", "reason"), lambda s: (_cell(s[0]), _cell(s[1][:200])))
 
 
-def space_table(spaces: Sequence) -> str:
-    return _table(
-        spaces,
-        "No spaces selected.",
-        ("key", "name", "type", "status"),
-        lambda s: (s.key, f"[{_cell(s.name)}]({s.url})" if s.url else _cell(s.name), s.type, s.status),
-    )
+def space_table(spaces: Sequence, permissions: Mapping[str, Any] | None = None) -> str:
+    """The selected spaces; with ``permissions`` (key -> permission_refresh.SpacePermissionsSummary) also
+    how many of each space's pages are restricted (or not known) and when its permissions were refreshed."""
+    permissions = permissions or {}
+
+    def row(s) -> tuple:
+        name = f"[{_cell(s.name)}]({s.url})" if s.url else _cell(s.name)
+        p = permissions.get(s.key)
+        shown = (p.restricted_pages, p.unknown_pages, p.refreshed_at or "never") if p else ("", "", "never")
+        return (s.key, name, s.type, s.status, *shown)
+
+    header = ("key", "name", "type", "status", "restricted pages", "pages not known", "permissions refreshed at")
+    return _table(spaces, "No spaces selected.", header, row)
 
 
-def space_refresh_metadata(refresh) -> dict:
+def space_refresh_metadata(refresh, permissions: Mapping[str, Any] | None = None) -> dict:
     """What a space refresh did, as confluence_spaces shows it (the asset and the space sensor alike)."""
     return {
         "spaces_visible": refresh.visible,
         "spaces_selected": len(refresh.selection.selected),
         "partitions_added": dg.MetadataValue.json([space_key_to_partition_key(k) for k in refresh.added]),
         "partitions_removed": dg.MetadataValue.json([space_key_to_partition_key(k) for k in refresh.removed]),
-        "spaces": dg.MetadataValue.md(space_table(refresh.selection.selected)),
+        "spaces": dg.MetadataValue.md(space_table(refresh.selection.selected, permissions)),
     }
+
+
+def named_failures_table(failures: Sequence[tuple[str, str]], what: str) -> str:
+    """(name or page id, reason) of what could not be read: pages or groups left unknown (hidden)."""
+    return _table(failures, f"No {what} left unknown.", (what, "reason"), lambda f: (_cell(f[0]), _cell(f[1][:200])))

@@ -19,6 +19,7 @@ from confluence_assets.defs.jobs import confluence_sync_job
 from confluence_assets.defs.partitions import SPACES_PARTITIONS_NAME, partition_requests, space_keys
 from confluence_assets.defs.reporting import space_refresh_metadata
 from confluence_assets.defs.resources import ConfluenceResource, PostgresResource, SpaceSelectionResource
+from confluence_assets.sync.permission_refresh import space_summaries
 from confluence_assets.sync.probe import probe_spaces
 from confluence_assets.sync.spaces import refresh_spaces
 
@@ -109,6 +110,7 @@ def space_sensor_tick(
     try:
         with database.connect() as conn:
             refresh = refresh_spaces(confluence.api(), conn, space_keys(context.instance), **space_selection.choice())
+            permissions = space_summaries(conn, [s.key for s in refresh.selection.selected])
     except ConfluenceError as exc:
         return dg.SensorResult(skip_reason=f"could not list spaces: {exc}")
     requests = partition_requests(refresh.added, refresh.removed)
@@ -122,7 +124,7 @@ def space_sensor_tick(
     event = dg.AssetMaterialization(
         asset_key="confluence_spaces",
         description="Space partitions updated by confluence_space_sensor",
-        metadata=space_refresh_metadata(refresh),
+        metadata=space_refresh_metadata(refresh, permissions),
     )
     today = datetime.now(UTC).date().isoformat()
     return dg.SensorResult(

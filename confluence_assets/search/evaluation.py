@@ -2,7 +2,9 @@
 
 ``generate_known_item_queries`` picks, from the stored chunks of live pages, word windows that occur on as
 few pages as possible (ideally only their own: a "distinctive phrase"); ``evaluate`` runs each through a
-search function and reports the share whose page is among the first k results.
+search function and reports the share whose page is among the first k results. The phrases come only from
+pages the principal may read, and count only those pages (nobody named by default: pages without read
+restrictions), so that an evaluation never quotes a page its reader could not open.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from confluence_assets.search.filters import SearchFilters
+from confluence_assets.search.principal import VIEWER_ARGUMENTS, resolve_principal, with_access
 
 _URLS = re.compile(r"\]\([^)]*\)|https?://\S+|`[^`]*`")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]")
@@ -51,16 +54,22 @@ def generate_known_item_queries(
     spaces: Sequence[str] = (),
     windows_per_try: int = 8,
     max_matching_pages: int = 1,
+    as_user: str | None = None,
+    as_service_account: bool = False,
 ) -> list[KnownItem]:
     """Up to ``count`` (page, phrase) pairs, pages taken round-robin so that every page gets queries.
 
     A phrase is ``words`` consecutive words of one of the page's chunks (links, URLs and code left out)
     with at least three indexable words; of ``windows_per_try`` random windows the one found on the fewest
     pages is kept, if that is at most ``max_matching_pages``. Deterministic for a given ``seed`` and data.
+    Pages and matches are those ``as_user`` / ``as_service_account`` may read (neither: nobody named).
     """
     rng = random.Random(seed)
+    principal = resolve_principal(conn, as_user, as_service_account)
     filters = SearchFilters(spaces=tuple(spaces))
     arguments, params = filters.sql_arguments()
+    arguments = psycopg.sql.SQL("{}, {}").format(arguments, VIEWER_ARGUMENTS)
+    params.update(with_access(conn, principal.sql_params()))  # resolved once for every query below
     pages = [
         row[0]
         for row in conn.execute(

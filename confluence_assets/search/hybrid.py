@@ -1,8 +1,9 @@
 """Hybrid search over live Confluence chunks: the Python face of ``confluence_hybrid_search()`` (SQL).
 
 The SQL function does the work (HNSW cosine + full text, Reciprocal Rank Fusion, page filters); this
-module passes a query and its precomputed embedding and returns typed results. Embedding the query with
-the configured provider, and checking it matches the stored chunks, is ``service.SearchService``'s job.
+module passes a query, its precomputed embedding and the viewer (an account id, nobody, or the service
+account) and returns typed results. Embedding the query with the configured provider, checking it matches
+the stored chunks and resolving who searches (``principal``) is ``service.SearchService``'s job.
 """
 
 from __future__ import annotations
@@ -60,9 +61,13 @@ def search(
     mode: str = "hybrid",
     candidates: int | None = None,
     ef_search: int | None = None,
+    viewer_account_id: str | None = None,
+    as_service_account: bool = False,
 ) -> list[SearchResult]:
-    """Search live Confluence chunks. ``query_embedding`` must come from the model the chunks were embedded
-    with (``SearchService`` checks that); it may be None in keyword mode, ``query_text`` None in vector mode.
+    """Search the live Confluence chunks the viewer may read. ``query_embedding`` must come from the model
+    the chunks were embedded with (``SearchService`` checks that); it may be None in keyword mode,
+    ``query_text`` None in vector mode. ``viewer_account_id`` None: nobody named (pages without read
+    restrictions only); ``as_service_account``: every page, no permission applied (the caller logs it).
     """
     if mode not in MODES:
         raise SearchArgumentError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -72,22 +77,15 @@ def search(
         raise SearchArgumentError(f"{mode} search needs the query's embedding")
     if mode != "vector" and not (query_text or "").strip():
         raise SearchArgumentError(f"{mode} search needs a query text")
-    filter_sql, params = (filters or SearchFilters()).sql_arguments()
+    if viewer_account_id is not None and as_service_account:
+        raise SearchArgumentError("a search runs as a user or as the service account, not both")
+    query, params = _call(query_text, query_embedding, filters, limit, mode, candidates, ef_search)
     query = sql.SQL(
         """SELECT page_id, page_title, space_key, breadcrumb, section_title, page_url, score, similarity,
                   text_score, match_type, vector_rank, text_rank, content, id, chunk_number, last_modified
-           FROM confluence_hybrid_search(%(embedding)s::vector, %(text)s, %(limit)s, {filters},
-                                         search_mode => %(mode)s, candidate_count => %(candidates)s::integer,
-                                         ef_search => %(ef_search)s::integer)"""
-    ).format(filters=filter_sql)
-    params.update(
-        embedding=vector_literal(query_embedding) if query_embedding is not None and mode != "keyword" else None,
-        text=query_text if mode != "vector" else None,
-        limit=limit,
-        mode=mode,
-        candidates=candidates,
-        ef_search=ef_search,
-    )
+           FROM {call}"""
+    ).format(call=query)
+    params.update(viewer=viewer_account_id, admin=as_service_account)
     # prepare=False: a server-side prepared statement could get a generic plan; the function plans its
     # own queries with the actual values anyway.
     rows = conn.execute(query, params, prepare=False).fetchall()
@@ -112,6 +110,60 @@ def search(
         )
         for r in rows
     ]
+
+
+def count_withheld(
+    conn: psycopg.Connection,
+    query_text: str | None,
+    query_embedding: Sequence[float] | None,
+    filters: SearchFilters | None = None,
+    *,
+    limit: int = 10,
+    mode: str = "hybrid",
+    candidates: int | None = None,
+    ef_search: int | None = None,
+) -> int:
+    """Of the first ``limit`` results the service account would get, how many nobody named may not read:
+    the matches a search without a principal withholds. Only ever for that search: a named user is never
+    told how much is hidden from them."""
+    call, params = _call(query_text, query_embedding, filters, limit, mode, candidates, ef_search)
+    query = sql.SQL(
+        """SELECT count(*) FROM {call} h
+           JOIN confluence_pages p ON p.page_id = h.page_id AND p.source_id = h.source_id
+           WHERE NOT confluence_can_view((SELECT confluence_viewer_access(NULL::text, false)),
+                                         p.path, p.page_id, p.space_key)"""
+    ).format(call=call)
+    params.update(viewer=None, admin=True)
+    return conn.execute(query, params, prepare=False).fetchone()[0]
+
+
+def _call(
+    query_text: str | None,
+    query_embedding: Sequence[float] | None,
+    filters: SearchFilters | None,
+    limit: int,
+    mode: str,
+    candidates: int | None,
+    ef_search: int | None,
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The confluence_hybrid_search(...) call and its parameters (the viewer's, %(viewer)s and %(admin)s,
+    for the caller to set)."""
+    filter_sql, params = (filters or SearchFilters()).sql_arguments()
+    call = sql.SQL(
+        """confluence_hybrid_search(%(embedding)s::vector, %(text)s, %(limit)s, {filters},
+                                    search_mode => %(mode)s, candidate_count => %(candidates)s::integer,
+                                    ef_search => %(ef_search)s::integer,
+                                    viewer_account_id => %(viewer)s::text, as_service_account => %(admin)s)"""
+    ).format(filters=filter_sql)
+    params.update(
+        embedding=vector_literal(query_embedding) if query_embedding is not None and mode != "keyword" else None,
+        text=query_text if mode != "vector" else None,
+        limit=limit,
+        mode=mode,
+        candidates=candidates,
+        ef_search=ef_search,
+    )
+    return call, params
 
 
 def vector_literal(values: Sequence[float]) -> str:

@@ -9,8 +9,12 @@
 - children / descendants: a range of paths under the page's path  (idx_confluence_pages_path)
 - breadcrumbs: the ids of the page's path, by primary key  (confluence_pages_pkey)
 
-Every query leaves deleted pages out. Each ``*_query`` function returns the SQL and its parameters (for
-EXPLAIN); the function of the same name without the suffix runs it.
+Every query leaves deleted pages out and returns only the pages its principal may read (see
+``principal``: nobody named by default, i.e. pages without read restrictions). The viewer is resolved once
+per query, before it (``principal.VIEWER_ARGUMENTS`` says why); a query run without it (its ``access``
+parameter None) resolves it itself, with the same answer.
+Each ``*_query`` function returns the SQL and its parameters (for EXPLAIN) for a resolved ``principal``;
+the function of the same name without the suffix resolves ``as_user`` / ``as_service_account`` and runs it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from confluence_assets.search.filters import InvalidFilterError, SearchFilters
+from confluence_assets.search.principal import NOBODY, VIEWER_ARGUMENTS, Principal, resolve_principal, with_access
 
 DEFAULT_LIMIT = 1000
 
@@ -58,121 +63,168 @@ _COLUMNS = sql.SQL("p.page_id, p.title, p.space_key, p.metadata->>'page_url', p.
 
 
 def pages_query(
-    filters: SearchFilters, *, where: sql.Composable | None = None, extra: dict[str, Any] | None = None, limit=None
+    filters: SearchFilters,
+    *,
+    where: sql.Composable | None = None,
+    extra: dict[str, Any] | None = None,
+    limit=None,
+    principal: Principal = NOBODY,
 ) -> Query:
-    """Live pages matching ``filters`` (and ``where`` on ``p``), by space and title."""
+    """Live pages matching ``filters`` (and ``where`` on ``p``) that ``principal`` may read, by space and title."""
     arguments, params = filters.sql_arguments()
     text = sql.SQL(
-        "SELECT {cols} FROM confluence_filtered_pages({args}) p {where} "
+        "SELECT {cols} FROM confluence_filtered_pages({args}, {viewer}) p {where} "
         "ORDER BY p.space_key, p.title, p.page_id LIMIT %(limit)s"
     ).format(
         cols=_COLUMNS,
         args=arguments,
+        viewer=VIEWER_ARGUMENTS,
         where=sql.SQL("WHERE ") + where if where is not None else sql.SQL(""),
     )
     params.update(extra or {})
+    params.update(principal.sql_params())
     params["limit"] = limit or DEFAULT_LIMIT
     return Query(text, params)
 
 
 def run(conn: psycopg.Connection, query: Query) -> list[PageRef]:
-    rows = conn.execute(query.text, query.params, prepare=False).fetchall()
+    rows = conn.execute(query.text, with_access(conn, query.params), prepare=False).fetchall()
     return [PageRef(*row) for row in rows]
 
 
 def explain(conn: psycopg.Connection, query: Query, *, analyze: bool = False) -> str:
-    """The plan PostgreSQL chooses for ``query`` (with these parameter values)."""
+    """The plan PostgreSQL chooses for ``query`` (with these parameter values, the viewer's access resolved
+    as ``run`` resolves it)."""
     prefix = sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") if analyze else sql.SQL("EXPLAIN ")
-    rows = conn.execute(prefix + query.text, query.params, prepare=False).fetchall()
+    rows = conn.execute(prefix + query.text, with_access(conn, query.params), prepare=False).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
 # -- the questions ----------------------------------------------------------------------------------
 
 
-def pages_mentioning_user_query(account_id: str, *, spaces=(), limit=None) -> Query:
-    return pages_query(SearchFilters(mentions=(account_id,), spaces=spaces), limit=limit)
+def pages_mentioning_user_query(account_id: str, *, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
+    return pages_query(SearchFilters(mentions=(account_id,), spaces=spaces), limit=limit, principal=principal)
 
 
-def pages_with_jira_key_query(issue_key: str, *, spaces=(), limit=None) -> Query:
-    return pages_query(SearchFilters(jira_keys=(issue_key,), spaces=spaces), limit=limit)
+def pages_with_jira_key_query(issue_key: str, *, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
+    return pages_query(SearchFilters(jira_keys=(issue_key,), spaces=spaces), limit=limit, principal=principal)
 
 
-def pages_with_label_query(label: str, *, spaces=(), limit=None) -> Query:
-    return pages_query(SearchFilters(labels=(label,), spaces=spaces), limit=limit)
+def pages_with_label_query(label: str, *, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
+    return pages_query(SearchFilters(labels=(label,), spaces=spaces), limit=limit, principal=principal)
 
 
-def pages_by_author_query(account_id: str, *, spaces=(), limit=None) -> Query:
-    return pages_query(SearchFilters(authors=(account_id,), spaces=spaces), limit=limit)
+def pages_by_author_query(account_id: str, *, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
+    return pages_query(SearchFilters(authors=(account_id,), spaces=spaces), limit=limit, principal=principal)
 
 
-def pages_with_attachments_query(*, spaces=(), limit=None) -> Query:
+def pages_with_attachments_query(*, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
     # The very predicate of idx_confluence_pages_with_attachments (with is_deleted = FALSE from the filter).
     return pages_query(
-        SearchFilters(spaces=spaces), where=sql.SQL("(p.metadata->'asset_links'->0) IS NOT NULL"), limit=limit
+        SearchFilters(spaces=spaces),
+        where=sql.SQL("(p.metadata->'asset_links'->0) IS NOT NULL"),
+        limit=limit,
+        principal=principal,
     )
 
 
-def pages_linking_to_query(page_id: str, *, spaces=(), limit=None) -> Query:
+def pages_linking_to_query(page_id: str, *, spaces=(), limit=None, principal: Principal = NOBODY) -> Query:
     target = _page_id(page_id)
     return pages_query(
         SearchFilters(spaces=spaces),
         where=sql.SQL("p.metadata->'internal_links' @> %(link_probe)s"),
         extra={"link_probe": Jsonb([{"page_id": target}])},
         limit=limit,
+        principal=principal,
     )
 
 
-def descendants_query(page_id: str, *, limit=None) -> Query:
+# The page itself must be readable too: a page the principal may not read has no children for them.
+_ROOT_READABLE = sql.SQL("EXISTS (SELECT 1 FROM confluence_filtered_pages({}) r WHERE r.page_id = %(root)s)").format(
+    VIEWER_ARGUMENTS
+)
+
+
+def descendants_query(page_id: str, *, limit=None, principal: Principal = NOBODY) -> Query:
+    """The pages below ``page_id`` that ``principal`` may read; none unless they may read ``page_id``."""
     target = _page_id(page_id)
     return pages_query(
         SearchFilters(under_page_id=target),
-        where=sql.SQL("p.page_id <> %(root)s"),
+        where=sql.SQL("p.page_id <> %(root)s AND ") + _ROOT_READABLE,
         extra={"root": target},
         limit=limit,
+        principal=principal,
     )
 
 
-def children_query(page_id: str, *, limit=None) -> Query:
+def children_query(page_id: str, *, limit=None, principal: Principal = NOBODY) -> Query:
+    """The children of ``page_id`` that ``principal`` may read; none unless they may read ``page_id``."""
     target = _page_id(page_id)
     return pages_query(
         SearchFilters(under_page_id=target),
-        where=sql.SQL("p.path = confluence_page_path(%(parent)s) || '/' || p.page_id"),
-        extra={"parent": target},
+        where=sql.SQL("p.path = confluence_page_path(%(root)s) || '/' || p.page_id AND ") + _ROOT_READABLE,
+        extra={"root": target},
         limit=limit,
+        principal=principal,
     )
 
 
-def pages_mentioning_user(conn, account_id: str, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_mentioning_user_query(account_id, spaces=spaces, limit=limit))
+def pages_mentioning_user(
+    conn, account_id: str, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    """As ``as_user`` (account id or e-mail) or ``as_service_account``; neither: nobody named."""
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_mentioning_user_query(account_id, spaces=spaces, limit=limit, principal=principal))
 
 
-def pages_with_jira_key(conn, issue_key: str, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_with_jira_key_query(issue_key, spaces=spaces, limit=limit))
+def pages_with_jira_key(
+    conn, issue_key: str, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_with_jira_key_query(issue_key, spaces=spaces, limit=limit, principal=principal))
 
 
-def pages_with_label(conn, label: str, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_with_label_query(label, spaces=spaces, limit=limit))
+def pages_with_label(
+    conn, label: str, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_with_label_query(label, spaces=spaces, limit=limit, principal=principal))
 
 
-def pages_by_author(conn, account_id: str, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_by_author_query(account_id, spaces=spaces, limit=limit))
+def pages_by_author(
+    conn, account_id: str, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_by_author_query(account_id, spaces=spaces, limit=limit, principal=principal))
 
 
-def pages_with_attachments(conn, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_with_attachments_query(spaces=spaces, limit=limit))
+def pages_with_attachments(
+    conn, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_with_attachments_query(spaces=spaces, limit=limit, principal=principal))
 
 
-def pages_linking_to(conn, page_id: str, *, spaces=(), limit=None) -> list[PageRef]:
-    return run(conn, pages_linking_to_query(page_id, spaces=spaces, limit=limit))
+def pages_linking_to(
+    conn, page_id: str, *, spaces=(), limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, pages_linking_to_query(page_id, spaces=spaces, limit=limit, principal=principal))
 
 
-def descendants(conn, page_id: str, *, limit=None) -> list[PageRef]:
-    return run(conn, descendants_query(page_id, limit=limit))
+def descendants(
+    conn, page_id: str, *, limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, descendants_query(page_id, limit=limit, principal=principal))
 
 
-def children(conn, page_id: str, *, limit=None) -> list[PageRef]:
-    return run(conn, children_query(page_id, limit=limit))
+def children(
+    conn, page_id: str, *, limit=None, as_user: str | None = None, as_service_account: bool = False
+) -> list[PageRef]:
+    principal = resolve_principal(conn, as_user, as_service_account)
+    return run(conn, children_query(page_id, limit=limit, principal=principal))
 
 
 @dataclass(frozen=True)
@@ -182,14 +234,23 @@ class Crumb:
     url: str | None
 
 
-def breadcrumbs_query(page_id: str) -> Query:
-    """Root first, the page last. Titles of ancestors that are not stored (restricted, not synced, deleted)
-    come from the page's own ``metadata.ancestors``."""
+def breadcrumbs_query(page_id: str, *, principal: Principal = NOBODY) -> Query:
+    """Root first, the page last; nothing when ``principal`` may not read the page. Titles of ancestors
+    that are not stored (not synced, deleted, folders) come from the page's own ``metadata.ancestors``; a
+    stored ancestor the principal may not read shows its id only, never its title."""
     target = _page_id(page_id)
     text = sql.SQL(
-        """SELECT seg.id, coalesce(a.title, anc.elem->>'title', seg.id),
-                  coalesce(a.metadata->>'page_url', nullif(anc.elem->>'url', ''))
-           FROM confluence_pages me
+        """WITH viewer AS MATERIALIZED (
+             SELECT confluence_viewer_access(%(viewer)s::text, %(admin)s::boolean) AS access)
+           SELECT seg.id,
+                  CASE WHEN a.page_id IS NULL THEN coalesce(anc.elem->>'title', seg.id)
+                       WHEN confluence_can_view(v.access, a.path, a.page_id, a.space_key) THEN a.title
+                       ELSE seg.id END,
+                  CASE WHEN a.page_id IS NULL THEN nullif(anc.elem->>'url', '')
+                       WHEN confluence_can_view(v.access, a.path, a.page_id, a.space_key)
+                       THEN a.metadata->>'page_url' END
+           FROM viewer v
+           JOIN confluence_pages me ON confluence_can_view(v.access, me.path, me.page_id, me.space_key)
            CROSS JOIN LATERAL unnest(string_to_array(ltrim(me.path, '/'), '/')) WITH ORDINALITY AS seg (id, n)
            LEFT JOIN confluence_pages a ON a.page_id = seg.id AND a.is_deleted = FALSE
            LEFT JOIN LATERAL (
@@ -200,11 +261,12 @@ def breadcrumbs_query(page_id: str) -> Query:
            WHERE me.page_id = %(page)s AND me.is_deleted = FALSE
            ORDER BY seg.n"""
     )
-    return Query(text, {"page": target})
+    return Query(text, {"page": target, **principal.sql_params()})
 
 
-def breadcrumbs(conn, page_id: str) -> list[Crumb]:
-    query = breadcrumbs_query(page_id)
+def breadcrumbs(conn, page_id: str, as_user: str | None = None, as_service_account: bool = False) -> list[Crumb]:
+    """As ``as_user`` (account id or e-mail) or ``as_service_account``; neither: nobody named."""
+    query = breadcrumbs_query(page_id, principal=resolve_principal(conn, as_user, as_service_account))
     return [Crumb(*row) for row in conn.execute(query.text, query.params, prepare=False).fetchall()]
 
 

@@ -1,5 +1,5 @@
-"""Search as a user runs it: embed the query with the configured provider, check that the stored chunks
-were embedded with the same model and dimension, then run the hybrid search.
+"""Search as a user runs it: resolve who searches, embed the query with the configured provider, check that
+the stored chunks were embedded with the same model and dimension, then run the hybrid search.
 
 A query vector from another model (or of another dimension) than the chunks' is meaningless to compare:
 the search refuses, naming the space, the stored model and the configured one.
@@ -16,18 +16,27 @@ import psycopg
 from confluence_assets import settings
 from confluence_assets.confluence.keys import SOURCE_ID_PREFIX, source_id_for
 from confluence_assets.embeddings import Embedder, EmbeddingError
+from confluence_assets.search.errors import SearchError
 from confluence_assets.search.filters import SearchFilters
-from confluence_assets.search.hybrid import SearchResult, search
+from confluence_assets.search.hybrid import SearchResult, count_withheld, search
+from confluence_assets.search.principal import NOBODY, Principal, resolve_principal
 
 log = logging.getLogger(__name__)
 
 
-class SearchError(RuntimeError):
-    """A search that cannot run as configured; the message says what to change."""
-
-
 class EmbeddingMismatchError(SearchError):
     pass
+
+
+class SearchResults(list[SearchResult]):
+    """The results (best first) and what the search ran as. ``withheld``: for a search with no principal,
+    how many of the first ``limit`` matches of the service account were left out because of permissions;
+    None for a named principal (who is never told how much is hidden from them) and the service account."""
+
+    def __init__(self, results=(), *, principal: Principal = NOBODY, withheld: int | None = None) -> None:
+        super().__init__(results)
+        self.principal = principal
+        self.withheld = withheld
 
 
 @dataclass(frozen=True)
@@ -147,13 +156,24 @@ class SearchService:
         *,
         limit: int = 10,
         mode: str = "hybrid",
-    ) -> list[SearchResult]:
+        as_user: str | None = None,
+        as_service_account: bool = False,
+    ) -> SearchResults:
+        """Search as ``as_user`` (an account id, or an e-mail known from the group listings), as nobody
+        (neither given: pages without read restrictions only, and ``withheld`` says how many matches that
+        left out), or as the service account (every page; logged at WARNING)."""
+        principal = resolve_principal(self.conn, as_user, as_service_account)
         filters = (filters or SearchFilters()).validated()
         embedding = None
         if mode != "keyword":
             self.check(filters)
             embedding = self.embed_query(query)
-        return search(self.conn, query, embedding, filters, limit=limit, mode=mode)
+        viewer = {"viewer_account_id": principal.account_id, "as_service_account": principal.service_account}
+        results = search(self.conn, query, embedding, filters, limit=limit, mode=mode, **viewer)
+        withheld = None
+        if principal.is_nobody:
+            withheld = count_withheld(self.conn, query, embedding, filters, limit=limit, mode=mode)
+        return SearchResults(results, principal=principal, withheld=withheld)
 
 
 def embedder_from_env() -> Embedder:

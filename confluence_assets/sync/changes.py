@@ -6,9 +6,12 @@ new / updated (version above the indexed one) / restored (was soft-deleted) / un
 pages already staged by an unfinished run stay staged.
 
 A result that comes without version information cannot be classified: it is skipped with its reason
-(``ChangeSummary.skipped``), the rest of the listing is staged. A page with more attachments than the
-``children.attachment`` expansion holds (25 on Cloud, with a ``next`` link) gets the rest of its list
-before it is staged: one more request per such page, none for the others.
+(``ChangeSummary.skipped``), the rest of the listing is staged. Each page brings its own read restriction
+in the same requests (the ``restrictions.read.restrictions.user/group`` expansion); only a subject list
+longer than the expansion shows costs a request (the client completes it). One that cannot be completed
+leaves the page's restriction unknown (hidden once converted), named in ``restrictions_unknown``. A page
+with more attachments than the ``children.attachment`` expansion holds (25 on Cloud, with a ``next`` link)
+gets the rest of its list before it is staged: one more request per such page, none for the others.
 
 Macros whose text exists only when rendered (sync/rendering.py): pages that show a staged page (an
 include of it, the child list of its parent) are staged again, and the staged pages whose macros need
@@ -28,6 +31,7 @@ import psycopg
 from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.confluence.permissions import UNKNOWN, page_restriction
 from confluence_assets.confluence.responses import page_version
 from confluence_assets.sync import crashpoints, rendering, sources, staging
 
@@ -63,6 +67,8 @@ class ChangeSummary:
     dependent_requests: int = 0
     rendered: int = 0  # staged pages given Confluence's rendering (body.export_view)
     rendering_requests: int = 0
+    restriction_requests: int = 0  # completions of restriction lists longer than the listing's expansion
+    restrictions_unknown: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): hidden
     newest_change: datetime | None = None
     changes: list[StagedChange] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not classifiable
@@ -82,6 +88,8 @@ class ChangeSummary:
             "dependent_requests": self.dependent_requests,
             "rendered_pages": self.rendered,
             "rendering_requests": self.rendering_requests,
+            "restriction_requests": self.restriction_requests,
+            "pages_restriction_unknown": len(self.restrictions_unknown),
         }
 
 
@@ -144,6 +152,7 @@ def stage_changes(
     }
     staged = staging.unfinished_versions(conn, source_id)
     followed: dict[str, rendering.StagedPage] = {}  # staged now or before: their macros and place
+    completions_before = api.stats.restriction_requests
 
     for batch in _batches(api.search_pages(cql)):
         rows = []
@@ -167,6 +176,9 @@ def stage_changes(
                 continue
             setattr(summary, kind, getattr(summary, kind) + 1)
             summary.attachment_requests += api.complete_attachments(page)
+            restriction = page_restriction(page)
+            if restriction.status == UNKNOWN:
+                summary.restrictions_unknown.append((page["id"], restriction.error or ""))
             summary.changes.append(StagedChange(page["id"], page.get("title") or "", version, kind, api.page_url(page)))
             rows.append(staging.staged_row(source_id, page, version, when, kind, run_id))
             followed[page["id"]] = rendering.StagedPage.of(page)
@@ -177,6 +189,14 @@ def stage_changes(
     extra = rendering.follow_up(api, conn, space_key, followed, rendered_macros=rendered_macros, run_id=run_id)
     summary.dependents, summary.dependent_requests = len(extra.dependents), extra.dependent_requests
     summary.rendered, summary.rendering_requests = len(extra.rendered), extra.render_requests
+    summary.restriction_requests = api.stats.restriction_requests - completions_before
+    if summary.restrictions_unknown:
+        log.warning(
+            "%s: %d staged pages' read restrictions could not be read in full (hidden until read): %s",
+            space_key,
+            len(summary.restrictions_unknown),
+            [pid for pid, _ in summary.restrictions_unknown[:20]],
+        )
     summary.skipped.extend(extra.skipped)
     summary.changes.extend(StagedChange(pid, title, v, "requeued", url) for pid, title, v, url in extra.dependents)
     if summary.newest_change is not None:

@@ -4,6 +4,9 @@ Each staged page is converted (Markdown + metadata + materialised path); the res
 confluence_pages (through page_tree, which keeps moved and renamed pages' descendants and every touched
 parent's children list right, in the transaction of each batch) and the Markdown stays in staging for
 chunking. A page that cannot be converted is recorded as failed with its reason and the others carry on.
+Each page's own read restriction, as its staged payload shows it, is written in the same transaction as
+its row (sync/access.py): ``ok`` when the listing expanded it in full, ``unknown`` (hidden) otherwise, so
+a payload staged before restrictions were expanded never makes its page visible.
 User mentions show the names of the users we already know (the authors of every staged page and of
 every stored page of the space), without asking Confluence for them.
 """
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 import psycopg
 
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.sync import crashpoints, page_tree, rendering, staging
+from confluence_assets.confluence.permissions import UNKNOWN, page_restriction
+from confluence_assets.sync import access, crashpoints, page_tree, rendering, staging
 from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ class ConvertSummary:
     moved: int = 0
     links_resolved: int = 0
     failed: list[FailedPage] = field(default_factory=list)
+    restrictions_unknown: list[str] = field(default_factory=list)  # converted pages hidden: restriction not known
 
     def metrics(self) -> dict[str, int]:
         return {
@@ -39,6 +44,7 @@ class ConvertSummary:
             "pages_failed": len(self.failed),
             "pages_moved": self.moved,
             "internal_links_resolved_by_title": self.links_resolved,
+            "pages_restriction_unknown": len(self.restrictions_unknown),
         }
 
 
@@ -136,6 +142,9 @@ def convert_staged(
             for page_id, page, converted in done:
                 summary.moved += page_tree.store_page(conn, source_id, space_key, page, converted, parents)
                 staging.mark_converted(conn, source_id, page_id, converted.markdown)
+            restrictions = [page_restriction(page) for _, page, _ in done]
+            access.store_page_restrictions(conn, source_id, restrictions)  # with the page rows, or not at all
+            summary.restrictions_unknown.extend(r.page_id for r in restrictions if r.status == UNKNOWN)
             for f in failed:
                 staging.record_failure(conn, source_id, f)
             page_tree.refresh_children(conn, parents)

@@ -16,13 +16,22 @@ After changed_pages has staged its listing (:func:`follow_up`):
    nothing.
 
 :class:`StoredSources` is where page_metadata's conversion finds included pages (staged payloads, then
-the stored excerpts) and child lists (the stored tree) without a request.
+the stored excerpts) and child lists (the stored tree) without a request, and what it may show of them.
+Conversion runs once, as the service account: a page T's content or title goes into page P's text only
+when every reader of P can read T, as stored data proves it (``StoredSources.readable``; unknown = no):
+every page on T's path (ancestors and T) not on P's path has a known restriction that is no read
+restriction (this run's staged ``restrictions.read.restrictions.user/group`` expansion, else
+``confluence_page_restrictions`` with status ``ok``), so a child of P is shown iff it has no read
+restriction of its own; and, T in another space, both spaces' permissions are known
+(``confluence_space_permissions``, status ``ok``) and T's lets in everyone P's does (anonymous access,
+or P's readers and reader groups among its own). A permission change gives no page a new version:
+:func:`pages_showing` names the stored pages to convert again when pages' permissions change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +41,8 @@ from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import page_url, page_version
-from confluence_assets.content.macro_scan import EMPTY_SCAN, IncludeRef, MacroScan, scan_storage
+from confluence_assets.content.links import space_key_from
+from confluence_assets.content.macro_scan import EMPTY_SCAN, TREE, VIEW_ONLY, IncludeRef, MacroScan, scan_storage
 from confluence_assets.content.rendered import IncludedPage
 from confluence_assets.sync import page_tree, staging
 
@@ -139,6 +149,28 @@ def _dependents(
     return found
 
 
+def pages_showing(conn: psycopg.Connection, page_ids: Iterable[str]) -> list[str]:
+    """Stored pages whose text may show one of ``page_ids`` (an include of it; a child list or page tree
+    in its space; a report, which may list any page): what a change of their permissions changes."""
+    ids = sorted({str(p) for p in page_ids if p})
+    if not ids:
+        return []
+    rows = conn.execute(
+        """SELECT s.page_id FROM confluence_pages s WHERE s.is_deleted = FALSE AND s.page_id <> ALL(%(ids)s)
+             AND (EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(s.metadata->'includes', '[]')) i
+                          JOIN confluence_pages t ON t.page_id = ANY(%(ids)s)
+                          WHERE i->>'page_id' = t.page_id
+                             OR (COALESCE(i->>'space_key', s.space_key) = t.space_key AND i->>'title' = t.title))
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(s.metadata->'rendered_macros', '[]')) m
+                          WHERE m->>'macro' = ANY(%(reports)s)
+                             OR (m->>'macro' = ANY(%(trees)s) AND s.space_key IN (
+                                   SELECT space_key FROM confluence_pages WHERE page_id = ANY(%(ids)s)))))
+           ORDER BY s.page_id""",
+        {"ids": ids, "reports": [k for k in VIEW_ONLY if k != "jira"], "trees": list(TREE)},
+    )
+    return [pid for (pid,) in rows]
+
+
 def _stage_dependents(
     api: ConfluenceAPI, conn: psycopg.Connection, source_id: str, ids: list[str], run_id: str | None, result: FollowUp
 ) -> dict[str, StagedPage]:
@@ -208,6 +240,9 @@ class StoredSources:
         self.space_key = space_key
         self.base_url = base_url
         self._pages: dict[tuple, IncludedPage | None] = {}
+        self._chains: dict[str, tuple[str, tuple[str, ...]] | None] = {}  # page -> (space, path ids)
+        self._open: dict[str, bool] = {}  # page -> its restriction is known and restricts no reader
+        self._spaces: dict[str, tuple[bool, frozenset[str], frozenset[str]] | None] = {}
 
     def page(self, space_key: str | None, title: str | None, page_id: str | None) -> IncludedPage | None:
         key = (page_id, space_key or self.space_key, title)
@@ -284,3 +319,82 @@ class StoredSources:
             return (not known, position if known else 0, int(pid) if pid.isdigit() else 0, pid)
 
         return [{"id": pid, "title": title, "url": url} for pid, (title, url, _) in sorted(kids.items(), key=order)]
+
+    # -- who may see what -----------------------------------------------------------------------------
+    def readable(self, reader: Mapping[str, Any], page_ids: Iterable[str]) -> set[str]:
+        """Of ``page_ids``, the pages every reader of ``reader`` (the page being converted, a content
+        object with its space and ancestors) can read, as far as stored data proves it (module docstring)."""
+        wanted = {str(p) for p in page_ids if p}
+        space = space_key_from(reader) or self.space_key
+        on_path = {str(a.get("id")) for a in reader.get("ancestors") or [] if isinstance(a, Mapping)}
+        on_path.add(str(reader.get("id") or ""))
+        chains = self._chain_of(wanted)
+        self._read_restrictions({x for found in chains.values() if found for x in found[1] if x not in on_path})
+        out = set()
+        for pid, found in chains.items():
+            if found is None or not all(x in on_path or self._open[x] for x in found[1]):
+                continue
+            if found[0] == space or self._space_lets_in(found[0], space):
+                out.add(pid)
+        return out
+
+    def _chain_of(self, ids: set[str]) -> dict[str, tuple[str, tuple[str, ...]] | None]:
+        """Each page's space and path (root first, the page last): this run's staged payload, else the
+        stored row; None when neither knows it."""
+        todo = [i for i in ids if i not in self._chains]
+        if todo:
+            found: dict[str, tuple[str, tuple[str, ...]] | None] = dict.fromkeys(todo)
+            for pid, space, path in self.conn.execute(
+                "SELECT page_id, space_key, path FROM confluence_pages WHERE page_id = ANY(%s) AND is_deleted = FALSE",
+                (todo,),
+            ):
+                parts = tuple(p for p in (path or "").split("/") if p)
+                found[pid] = (space, parts) if parts and parts[-1] == pid else None
+            for pid, space, links, ancestors in self.conn.execute(
+                """SELECT page_id, payload->'space', payload->'_links', payload->'ancestors'
+                   FROM confluence_sync_staged_pages WHERE page_id = ANY(%s) ORDER BY source_id""",
+                (todo,),
+            ):
+                key = space_key_from({"space": space, "_links": links})
+                if key and isinstance(ancestors, list) and all(isinstance(a, dict) and a.get("id") for a in ancestors):
+                    found[pid] = (key, (*(str(a["id"]) for a in ancestors), pid))
+            self._chains.update(found)
+        return {i: self._chains[i] for i in ids}
+
+    def _read_restrictions(self, ids: set[str]) -> None:
+        """Whether each page restricts no reader (True) or may (False: restricted or not known)."""
+        todo = [i for i in ids if i not in self._open]
+        for pid, subjects, stored in self.conn.execute(
+            """SELECT i.id, s.payload->'restrictions'->'read'->'restrictions', EXISTS (SELECT 1
+                 FROM confluence_page_restrictions r WHERE r.page_id = i.id AND r.status = 'ok' AND NOT r.restricted)
+               FROM unnest(%s::text[]) i(id) LEFT JOIN confluence_sync_staged_pages s ON s.page_id = i.id""",
+            (todo,),
+        ):
+            verdict = _unrestricted(subjects)  # this run's listing first, else the stored restriction
+            self._open[pid] = self._open.get(pid, True) and (stored if verdict is None else verdict)
+
+    def _space_lets_in(self, target: str, space: str) -> bool:
+        """Whether space ``target`` lets in everyone space ``space`` does (both known)."""
+        todo = [k for k in (target, space) if k not in self._spaces]
+        if todo:
+            self._spaces.update(dict.fromkeys(todo))
+            for key, anonymous, users, groups in self.conn.execute(
+                """SELECT space_key, anonymous_access, reader_account_ids, reader_group_ids
+                   FROM confluence_space_permissions WHERE status = 'ok' AND space_key = ANY(%s)""",
+                (todo,),
+            ):
+                self._spaces[key] = (bool(anonymous), frozenset(users or ()), frozenset(groups or ()))
+        theirs, ours = self._spaces[target], self._spaces[space]
+        if theirs is None or ours is None:
+            return False
+        return theirs[0] or (not ours[0] and ours[1] <= theirs[1] and ours[2] <= theirs[2])
+
+
+def _unrestricted(subjects: Any) -> bool | None:
+    """A staged ``restrictions.read.restrictions``: names nobody (True), someone (False), not expanded (None)."""
+    lists = [subjects.get(k) for k in ("user", "group")] if isinstance(subjects, dict) else [None]
+    if any(isinstance(x, dict) and x.get("results") for x in lists):
+        return False
+    if all(isinstance(x, dict) and x.get("results") == [] and not x.get("size") for x in lists):
+        return True
+    return None
