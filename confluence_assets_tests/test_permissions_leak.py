@@ -221,3 +221,81 @@ def test_a_page_below_a_folder_stays_hidden_until_folder_restrictions_are_synced
     assert page_restriction(in_pages).status == "ok"
     hidden = page_restriction(below_folder)
     assert hidden.status == "unknown" and hidden.error == BELOW_FOLDER
+
+
+def _visible(service: SearchService, principal: str | None, page_id: str, title: str) -> bool:
+    return page_id in {r.page_id for r in service.search(title, limit=WIDE, mode="keyword", as_user=principal)}
+
+
+def test_permission_changes_take_effect_with_the_refresh_and_moves_with_the_reconciliation(synced):
+    """Runs last: it changes the site. Each change is invisible to CQL (no new version); before the refresh
+    the index still answers the old way, after it the new way. The window is the refresh's own duration
+    after the change (printed), plus however long until the schedule runs it."""
+    import time
+
+    site, perms, sandbox, db_url, instance, resources = synced
+    keys = perms.corpus.space_keys
+    open_key = next(k for k, v in perms.policies.items() if v == "open")
+    open_pages = [p for p in site.pages.values() if p.space_key == open_key and unrestricted(site, p.id)]
+    reader = next(u for u in perms.users if site.can_read(u, open_pages[1]))
+    with _service(sandbox, db_url) as service:
+        # 1. A restriction added to an unchanged page (to a group the reader is not in).
+        target = open_pages[1]
+        other = next(g for g in perms.groups if g not in {x.id for x in site.groups_of(reader)})
+        assert _visible(service, reader, target.id, target.title)
+        site.restrict_page(target.id, groups=[other, perms.sync_group])
+        assert _visible(service, reader, target.id, target.title)  # CQL saw nothing: not yet
+        started = time.monotonic()
+        refresh_permissions(instance, resources, [open_key])
+        window = time.monotonic() - started
+        assert not _visible(service, reader, target.id, target.title)
+        assert not _visible(service, None, target.id, target.title)
+        # 2. A user removed from the group a restricted page names.
+        team_key = next(k for k, v in perms.policies.items() if v == "groups")
+        page = site.pages[perms.cases[f"{team_key}:restricted_parent"]]
+        member = next(u for u in perms.users if site.can_read(u, page))
+        group = next(
+            g.id
+            for g in site.groups_of(member)
+            if g.id in page.restrictions["read"].groups and g.id != perms.sync_group
+        )
+        assert _visible(service, member, page.id, page.title)
+        site.remove_from_group(group, member)
+        still = site.can_read(member, page)
+        refresh_permissions(instance, resources, [team_key])
+        assert _visible(service, member, page.id, page.title) == still
+        # 3. A space permission revoked.
+        space_key = next(k for k, v in perms.policies.items() if v == "users-and-group")
+        direct = next(
+            p.principal.id
+            for p in site.spaces[space_key].permissions
+            if p.principal.type == "user" and p.principal.id in perms.users
+        )
+        page = next(p for p in site.pages.values() if p.space_key == space_key and unrestricted(site, p.id))
+        assert _visible(service, direct, page.id, page.title) == site.can_read(direct, page)
+        site.revoke_space(space_key, direct)
+        refresh_permissions(instance, resources, [space_key])
+        assert _visible(service, direct, page.id, page.title) == site.can_read(direct, page)
+        assert not site.can_read_space(direct, space_key) or site.can_read(direct, page)
+        # 4. A page moved under a restricted parent: no version either; the reconciliation finds the move.
+        parent = site.pages[perms.cases[f"{open_key}:restricted_parent"]]
+        mover = next(
+            p
+            for p in open_pages
+            if p.id != target.id
+            and p.parent_id
+            and p.id not in site.ancestor_ids(parent.id)
+            and not site.child_ids(p.id)
+        )
+        viewer = next(u for u in perms.users if site.can_read(u, mover) and not site.can_read(u, parent))
+        assert _visible(service, viewer, mover.id, mover.title)
+        site.move_page(mover.id, parent.id)
+        result = dg.materialize(
+            [ASSETS.page_reconciliation], partition_key=open_key, instance=instance, resources=resources
+        )
+        assert result.success
+        assert sync_space(instance, resources, open_key).success
+        assert not _visible(service, viewer, mover.id, mover.title)
+        assert not _visible(service, None, mover.id, mover.title)
+    print(f"permission refresh of a {len(open_pages)}+ page space and the groups: {window:.2f} s")
+    assert all(k in keys for k in (open_key, team_key, space_key))
