@@ -34,6 +34,8 @@ page_metadata = ASSETS.page_metadata
 page_chunks = ASSETS.page_chunks
 chunk_embeddings = ASSETS.chunk_embeddings
 SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
+# A space's permission run, as the daily schedule requests it: the refresh, then what it staged again.
+PERMISSION_ASSETS = [ASSETS.page_permissions, page_metadata, page_chunks, chunk_embeddings]
 ALL_ASSETS = [confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings]
 SITE_ZONE = "Asia/Seoul"
 SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)  # the sandbox clock of every generated test site
@@ -118,6 +120,16 @@ def sync_space(
         run_config=run_config,
         selection=[a.key for a in SYNC_ASSETS],
     )
+
+
+def refresh_space_permissions(
+    instance: dg.DagsterInstance, resources: dict, space_key: str, *, assets: list | None = None
+) -> dg.ExecuteInJobResult:
+    """The space's permission run (``assets``: a part of it); it must succeed."""
+    chosen = assets or PERMISSION_ASSETS
+    result = dg.materialize(chosen, partition_key=space_key, instance=instance, resources=resources)
+    assert result.success, step_failure_message(result)
+    return result
 
 
 def asset_metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:

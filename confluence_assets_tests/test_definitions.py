@@ -50,6 +50,8 @@ def test_definitions_load_with_the_asset_graph_in_order(defs):
     permissions = graph.get(dg.AssetKey("page_permissions"))
     assert permissions.partitions_def.name == "confluence_spaces" and permissions.group_name == "confluence"
     assert {p.to_user_string() for p in permissions.parent_keys} == {"confluence_spaces"}
+    # What a refresh stages again (pages withdrawn or moved) page_metadata converts after it.
+    assert "page_permissions" in {p.to_user_string() for p in graph.get(dg.AssetKey("page_metadata")).parent_keys}
     groups = graph.get(dg.AssetKey("confluence_groups"))
     assert groups.partitions_def is None and groups.group_name == "confluence" and groups.description
     assert {p.to_user_string() for p in groups.parent_keys} == {"page_permissions"}

@@ -29,7 +29,9 @@ from confluence_assets_tests.pipeline_support import (
     ASSETS,
     SITE_NOW,
     SITE_ZONE,
+    asset_metadata,
     discover_spaces,
+    refresh_space_permissions,
     resources_for,
     sandbox_servers,
     sync_space,
@@ -41,8 +43,7 @@ WIDE = 1000  # more than every chunk of the site: an answer holds every match
 
 def refresh_permissions(instance: dg.DagsterInstance, resources: dict, space_keys) -> None:
     for key in space_keys:
-        result = dg.materialize([ASSETS.page_permissions], partition_key=key, instance=instance, resources=resources)
-        assert result.success
+        refresh_space_permissions(instance, resources, key)
     assert dg.materialize([ASSETS.confluence_groups], instance=instance, resources=resources).success
 
 
@@ -227,7 +228,7 @@ def _visible(service: SearchService, principal: str | None, page_id: str, title:
     return page_id in {r.page_id for r in service.search(title, limit=WIDE, mode="keyword", as_user=principal)}
 
 
-def test_permission_changes_take_effect_with_the_refresh_and_moves_with_the_reconciliation(synced):
+def test_permission_changes_and_moves_take_effect_with_the_refresh(synced):
     """Runs last: it changes the site. Each change is invisible to CQL (no new version); before the refresh
     the index still answers the old way, after it the new way. The window is the refresh's own duration
     after the change (printed), plus however long until the schedule runs it."""
@@ -277,7 +278,7 @@ def test_permission_changes_take_effect_with_the_refresh_and_moves_with_the_reco
         refresh_permissions(instance, resources, [space_key])
         assert _visible(service, direct, page.id, page.title) == site.can_read(direct, page)
         assert not site.can_read_space(direct, space_key) or site.can_read(direct, page)
-        # 4. A page moved under a restricted parent: no version either; the reconciliation finds the move.
+        # 4. A page moved under a restricted parent: no version either; the refresh sees it in its listing.
         parent = site.pages[perms.cases[f"{open_key}:restricted_parent"]]
         mover = next(
             p
@@ -290,12 +291,15 @@ def test_permission_changes_take_effect_with_the_refresh_and_moves_with_the_reco
         viewer = next(u for u in perms.users if site.can_read(u, mover) and not site.can_read(u, parent))
         assert _visible(service, viewer, mover.id, mover.title)
         site.move_page(mover.id, parent.id)
-        result = dg.materialize(
-            [ASSETS.page_reconciliation], partition_key=open_key, instance=instance, resources=resources
-        )
-        assert result.success
-        assert sync_space(instance, resources, open_key).success
+        moved = refresh_space_permissions(instance, resources, open_key)
+        assert asset_metadata(moved, "page_permissions")["moved_page_ids"] == [mover.id]
         assert not _visible(service, viewer, mover.id, mover.title)
         assert not _visible(service, None, mover.id, mover.title)
+        # Staged again and converted in that run: found at its new place by who may read it there.
+        insider = next(u for u in perms.users if site.can_read(u, mover))
+        assert _visible(service, insider, mover.id, mover.title)
+        with psycopg.connect(db_url) as conn:
+            path = conn.execute("SELECT path FROM confluence_pages WHERE page_id = %s", (mover.id,)).fetchone()[0]
+        assert path.split("/")[-2:] == [parent.id, mover.id]
     print(f"permission refresh of a {len(open_pages)}+ page space and the groups: {window:.2f} s")
     assert all(k in keys for k in (open_key, team_key, space_key))

@@ -152,10 +152,14 @@ def test_restrictions_land_with_changed_pages_at_no_extra_request(migrated_db_ur
         stored = restrictions(migrated_db_url, key)
         assert stored == expected_restrictions(site, key)
         assert len(stored[wide][1]) == 151
-        # Space permissions are not read by a sync: a named viewer sees nothing yet, nobody-named sees
-        # exactly the unrestricted pages (fail closed, never "unknown means open").
-        assert visible(migrated_db_url, who["alice"]) == set()
+        # The space's first sync reads who may read it (once: later syncs do not ask again), so each
+        # viewer finds what they may read from that sync on; nobody-named the unrestricted pages.
+        assert changed["space_permission_requests"] >= 2
+        for name, account in who.items():
+            assert visible(migrated_db_url, account) == readable(site, account, key), name
         assert visible(migrated_db_url, None) == unrestricted(site, key) != set()
+        again = sync_space(instance, resources, key)
+        assert asset_metadata(again, "changed_pages")["space_permission_requests"] == 0
 
         before = sb.conf.stats.snapshot()
         refreshed = refresh_space(instance, resources, key)
@@ -455,9 +459,11 @@ def test_the_daily_schedule_refreshes_every_space_and_the_groups():
         instance.add_dynamic_partitions("confluence_spaces", ["ENG", "OPS"])
         requests = schedule(context)
     stamp = when.isoformat()
+    # A space's run also converts what its refresh staged again (pages withdrawn or moved).
+    space_run = [dg.AssetKey(k) for k in ("page_permissions", "page_metadata", "page_chunks", "chunk_embeddings")]
     assert [(r.run_key, r.partition_key, r.asset_selection) for r in requests] == [
-        (f"ENG:permissions:{stamp}", "ENG", [dg.AssetKey("page_permissions")]),
-        (f"OPS:permissions:{stamp}", "OPS", [dg.AssetKey("page_permissions")]),
+        (f"ENG:permissions:{stamp}", "ENG", space_run),
+        (f"OPS:permissions:{stamp}", "OPS", space_run),
         (f"groups:{stamp}", None, [dg.AssetKey("confluence_groups")]),
     ]
     assert set(schedules) == {"confluence_permissions_schedule", "confluence_reconciliation_schedule"}

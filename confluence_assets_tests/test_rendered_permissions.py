@@ -27,12 +27,15 @@ from confluence_assets.confluence.responses import page_version
 from confluence_assets.content import ConversionError, convert_page
 from confluence_assets.content.macro_scan import WITHHELD, page_reference, withhold
 from confluence_assets.sandbox import Site
-from confluence_assets.sync import convert_step, rendering, sources, staging
+from confluence_assets.sync import convert_step, dependents, sources, staging
 from confluence_assets_tests.pipeline_support import (
+    ASSETS,
+    PERMISSION_ASSETS,
     asset_metadata,
     db_state,
     generated_site,
     only_space,
+    refresh_space_permissions,
     resources_for,
     sandbox_servers,
     sync_space,
@@ -166,8 +169,48 @@ def test_an_open_page_shows_an_included_page_only_if_every_reader_may_read_it(mi
     # When its permissions change, the pages showing it are to be converted again (no new version says so).
     opened = site.page_by_title(key, OPEN_TITLE).id
     with psycopg.connect(migrated_db_url) as conn:
-        assert rendering.pages_showing(conn, [secret.id]) == sorted([hub.id, opened])
-        assert rendering.pages_showing(conn, [hub.id]) == []
+        assert dependents.pages_showing(conn, [secret.id]) == sorted([hub.id, opened])
+        assert dependents.pages_showing(conn, [hub.id]) == []
+
+
+def test_a_page_showing_a_page_restricted_later_is_withdrawn_by_the_refresh_and_converted_again(
+    migrated_db_url, instance, site
+):
+    """The restriction gives no page a new version: without the refresh the including page would keep the
+    included text until it changed itself."""
+    key = only_space(site)
+    shown = site.create_page(key, OPEN_TITLE, f"<p>The {OPEN} applies.</p>")
+    hub = site.create_page(key, "Programme hub", f"<p>Everything:</p>{_include(OPEN_TITLE)}")
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        refresh_space_permissions(instance, resources, key)
+        _touch(site, hub.id)
+        sync_space(instance, resources, key)
+        assert OPEN in _text(db_state(migrated_db_url, key), hub.id)  # every reader of the hub may read it
+
+        _restrict(site, shown.id)
+        refresh = refresh_space_permissions(instance, resources, key, assets=[ASSETS.page_permissions])
+        figures = asset_metadata(refresh, "page_permissions")
+        withdrawn = db_state(migrated_db_url, key)
+        # A crash between the withdrawal and the staging: the next refresh stages what is left withdrawn.
+        with psycopg.connect(migrated_db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM confluence_sync_staged_pages WHERE page_id = %s", (hub.id,))
+        retried = refresh_space_permissions(instance, resources, key, assets=[ASSETS.page_permissions])
+        retry_figures = asset_metadata(retried, "page_permissions")
+        rest = refresh_space_permissions(instance, resources, key, assets=PERMISSION_ASSETS[1:])
+        state = db_state(migrated_db_url, key)
+        again = asset_metadata(refresh_space_permissions(instance, resources, key), "page_permissions")
+    assert figures["withdrawn_page_ids"] == [hub.id] and figures["chunks_withdrawn"] >= 1
+    assert figures["staged_again_page_ids"] == [hub.id]
+    assert hub.id not in withdrawn["chunks"]  # out of the index from the refresh on, before its conversion
+    assert retry_figures["withdrawn_page_ids"] == [] and retry_figures["staged_again_page_ids"] == [hub.id]
+    assert OPEN in _text(withdrawn, shown.id)
+    assert asset_metadata(rest, "page_metadata")["pages_converted"] >= 1
+    text = _text(state, hub.id)
+    assert OPEN not in text and "Everything:" in text and WITHHELD in text
+    assert OPEN in _text(state, shown.id)  # the restricted page keeps its own text (search filters it)
+    assert again["withdrawn_page_ids"] == [] and again["staged_again_page_ids"] == []  # nothing left to do
 
 
 def test_a_child_list_omits_a_restricted_child_and_its_subtree(migrated_db_url, instance, site):
@@ -228,7 +271,7 @@ def test_a_report_rendered_as_the_service_account_loses_the_entries_of_restricte
     meta = state["metadata"][board.id]
     assert meta["withheld_references"] == 2
     with psycopg.connect(migrated_db_url) as conn:  # a report may list any page
-        assert rendering.pages_showing(conn, [secret.id]) == [board.id]
+        assert dependents.pages_showing(conn, [secret.id]) == [board.id]
     assert meta["rendered_macros"] == [
         {"macro": "contentbylabel", "source": "export_view", "withheld": 1},
         {"macro": "detailssummary", "source": "export_view", "withheld": 1},

@@ -37,7 +37,7 @@ from confluence_assets.sync.changes import stage_changes
 from confluence_assets.sync.chunk_step import ChunkSettings, chunk_staged
 from confluence_assets.sync.convert_step import convert_staged
 from confluence_assets.sync.embed_step import embed_and_swap
-from confluence_assets.sync.permission_refresh import space_summaries
+from confluence_assets.sync.permission_refresh import read_space_permissions_once, space_summaries
 from confluence_assets.sync.reconcile import reconcile_space
 from confluence_assets.sync.spaces import refresh_spaces
 
@@ -148,6 +148,8 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 reprocess=config.reprocess,
                 rendered_macros=confluence.rendered_macros,
             )
+            # A new space: who may read it now, not at the first scheduled permission refresh.
+            permission_requests = read_space_permissions_once(api, step.conn, step.space_key)
             reconciled = None
             if sources.deletion_strategy(step.conn, step.source_id) == sources.EVERY_SYNC:
                 reconciled = reconcile_space(
@@ -159,6 +161,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 {
                     **figures,
                     "pages_deleted": len(reconciled.deleted) if reconciled else 0,
+                    "space_permission_requests": permission_requests,
                     "api_calls": api.stats.attempts,
                 }
             )
@@ -175,6 +178,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "restriction_unknown_page_ids": dg.MetadataValue.json(
                     [p for p, _ in summary.restrictions_unknown][:200]
                 ),
+                "space_permission_requests": permission_requests,
                 "api_calls": api.stats.attempts,
                 "api_retries": api.stats.retries,
                 "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
@@ -215,8 +219,11 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             }
         )
 
+    # page_permissions stages pages again (withdrawn or moved ones): page_metadata runs after it.
+    page_permissions, confluence_groups = build_permission_assets(GROUP, retry, confluence_spaces)
+
     @space_asset(
-        deps=[changed_pages, page_reconciliation],
+        deps=[changed_pages, page_reconciliation, page_permissions],
         kinds={"python", "postgres"},
         description=(
             "Converts each staged page's storage XHTML to Markdown and extracts its metadata (ancestors, "
@@ -306,7 +313,6 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             check_results=results,
         )
 
-    page_permissions, confluence_groups = build_permission_assets(GROUP, retry, confluence_spaces)
     return SyncAssets(
         confluence_spaces,
         changed_pages,

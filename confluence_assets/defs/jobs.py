@@ -26,9 +26,10 @@ confluence_reconciliation_job = dg.define_asset_job(
 
 confluence_permissions_job = dg.define_asset_job(
     name="confluence_permissions_job",
-    selection=["page_permissions", "confluence_groups"],
+    selection=["page_permissions", "page_metadata", "page_chunks", "chunk_embeddings", "confluence_groups"],
     description=(
-        "Refresh permissions: page_permissions for one space partition (a run per space), or confluence_groups "
+        "Refresh permissions: page_permissions for one space partition (a run per space), then the pages it "
+        "staged again (withdrawn or moved) through metadata, chunks and embeddings; or confluence_groups "
         "(site-wide group membership, a run of its own)."
     ),
 )

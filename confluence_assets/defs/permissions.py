@@ -43,7 +43,9 @@ def build_permission_assets(
             "restriction of every stored page of it, changed or not: one CQL listing with only the restriction "
             "expanded (200 pages a request), plus one request per page whose restriction names more than 100 "
             "users or groups. Permission changes make no page version, so only this sees them (daily, and "
-            "with every reconciliation). Fail closed: what cannot be read is unknown, visible to nobody."
+            "with every reconciliation). Fail closed: what cannot be read is unknown, visible to nobody. Pages "
+            "showing a page whose permissions narrowed (includes, child lists, reports) are withdrawn at once and, "
+            "with moved pages (hidden until synced), staged again for page_metadata in the same run."
         ),
     )
     def page_permissions(
@@ -51,7 +53,9 @@ def build_permission_assets(
     ) -> dg.MaterializeResult:
         with space_step(context, database) as step:
             api = confluence.api()
-            summary = refresh_space_permissions(api, step.conn, step.space_key)
+            summary = refresh_space_permissions(
+                api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+            )
             step.record(summary.metrics())
         now = summary.access
         assert now is not None  # every refresh that returns has read the space's state
@@ -61,6 +65,11 @@ def build_permission_assets(
         )
         for page_id, reason in summary.failed_pages[:20]:
             context.log.warning(f"page {page_id}: restriction unknown (hidden): {reason}")
+        if summary.withdrawn or summary.moved:
+            context.log.info(
+                f"{step.space_key}: {len(summary.withdrawn)} pages withdrawn (they showed a page whose permissions "
+                f"narrowed), {len(summary.moved)} moved pages hidden; {len(summary.restaged)} staged for page_metadata"
+            )
         return step.result(
             {
                 **summary.metrics(),
@@ -69,6 +78,9 @@ def build_permission_assets(
                 "inherited_restriction_pages": now.inherited_pages,
                 "unknown_restriction_pages": now.unknown_pages,
                 "unknown_page_ids": dg.MetadataValue.json(now.unknown_page_ids[:MAX_NAMED]),
+                "withdrawn_page_ids": dg.MetadataValue.json(summary.withdrawn[:MAX_NAMED]),
+                "moved_page_ids": dg.MetadataValue.json(summary.moved[:MAX_NAMED]),
+                "staged_again_page_ids": dg.MetadataValue.json(summary.restaged[:MAX_NAMED]),
                 "failed_restriction_reads": dg.MetadataValue.md(named_failures_table(summary.failed_pages, "page")),
                 "space_permissions": summary.space_status,
                 "space_permissions_error": summary.space_error or "none",

@@ -12,6 +12,9 @@ from confluence_assets.defs.partitions import space_keys
 from confluence_assets.defs.resources import PostgresResource
 from confluence_assets.sync import sources
 
+# A space's permission run: the refresh, then what it staged again (withdrawn and moved pages).
+SPACE_PERMISSION_ASSETS = ("page_permissions", "page_metadata", "page_chunks", "chunk_embeddings")
+
 
 def _stamp(context: dg.ScheduleEvaluationContext) -> str:
     return context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
@@ -38,7 +41,7 @@ def permissions_tick(context: dg.ScheduleEvaluationContext):
         dg.RunRequest(
             run_key=f"{k}:permissions:{stamp}",
             partition_key=space_key_to_partition_key(k),
-            asset_selection=[dg.AssetKey("page_permissions")],
+            asset_selection=[dg.AssetKey(k) for k in SPACE_PERMISSION_ASSETS],
         )
         for k in keys
     ]

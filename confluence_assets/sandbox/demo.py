@@ -47,7 +47,10 @@ def serve(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> in
         emb.faults.add(**rule)
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both signals set, not inherited: a process started in the background by a non-interactive shell
+    # (CI, `cmd &`) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so
+    # Ctrl-C / SIGINT would never stop the sandbox (the flaky test_sandbox_servers [SIGINT] case).
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     conf.start()
     try:
         emb.start()
@@ -79,6 +82,7 @@ def serve(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> in
     finally:
         emb.stop()
         conf.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     out("sandbox stopped")
     return 0

@@ -25,6 +25,7 @@ from confluence_assets.confluence.permissions import OK, UNKNOWN, GroupRef, Memb
 
 ERROR_CHARS = 1000
 LISTED_IDS = 200  # page ids (or group names) a figure names at most
+NEVER_READ = "never read"  # the error of a space whose permissions were never read
 
 
 def _error(text: str | None) -> str | None:
@@ -79,6 +80,19 @@ def store_page_restrictions(
     return written
 
 
+def open_pages(conn: psycopg.Connection, source_id: str) -> set[str]:
+    """The space's stored pages whose own restriction is known and restricts no reader: the pages another
+    page may show (sync/rendering.py); one that leaves this set narrowed (sync/dependents.py)."""
+    return {
+        pid
+        for (pid,) in conn.execute(
+            """SELECT page_id FROM confluence_page_restrictions
+               WHERE source_id = %s AND status = %s AND NOT restricted""",
+            (source_id, OK),
+        )
+    }
+
+
 # -- space permissions ---------------------------------------------------------------------------------
 def store_space_permissions(
     conn: psycopg.Connection, source_id: str, space_key: str, readers: SpaceReaders | None, error: str | None = None
@@ -111,7 +125,29 @@ def space_status(conn: psycopg.Connection, source_id: str) -> tuple[str, str | N
     row = conn.execute(
         "SELECT status, error FROM confluence_space_permissions WHERE source_id = %s", (source_id,)
     ).fetchone()
-    return (row[0], row[1]) if row else (UNKNOWN, "never read")
+    return (row[0], row[1]) if row else (UNKNOWN, NEVER_READ)
+
+
+@dataclass(frozen=True)
+class SpaceReadersState:
+    """Who a space lets in, as stored (status ok); :meth:`lets_in_all_of` compares two of them."""
+
+    anonymous: bool
+    users: frozenset[str]
+    groups: frozenset[str]
+
+    def lets_in_all_of(self, other: SpaceReadersState) -> bool:
+        return self.anonymous or (not other.anonymous and other.users <= self.users and other.groups <= self.groups)
+
+
+def space_readers_state(conn: psycopg.Connection, source_id: str) -> SpaceReadersState | None:
+    """The space's stored readers; None when they are not known (nobody is let in)."""
+    row = conn.execute(
+        """SELECT anonymous_access, reader_account_ids, reader_group_ids FROM confluence_space_permissions
+           WHERE source_id = %s AND status = %s""",
+        (source_id, OK),
+    ).fetchone()
+    return None if row is None else SpaceReadersState(bool(row[0]), frozenset(row[1] or ()), frozenset(row[2] or ()))
 
 
 # -- groups --------------------------------------------------------------------------------------------
@@ -142,6 +178,19 @@ def named_groups(conn: psycopg.Connection, *, unlisted_only: bool = False) -> li
         (unlisted_only, OK),
     ).fetchall()
     return [GroupRef(gid, name) for gid, name in rows]
+
+
+def unlisted(conn: psycopg.Connection, groups: Iterable[GroupRef]) -> list[GroupRef]:
+    """Of ``groups``, those whose members are not known, by id."""
+    wanted = {g.id: g for g in groups}
+    known = {
+        gid
+        for (gid,) in conn.execute(
+            "SELECT group_id FROM confluence_groups WHERE group_id = ANY(%s) AND members_status = %s",
+            (list(wanted), OK),
+        )
+    }
+    return [wanted[gid] for gid in sorted(wanted) if gid not in known]
 
 
 def store_group_members(conn: psycopg.Connection, group: GroupRef, members: Sequence[Member]) -> None:
@@ -234,7 +283,7 @@ def space_access(conn: psycopg.Connection, source_id: str) -> SpaceAccess:
     row = conn.execute(
         "SELECT status, error, refreshed_at FROM confluence_space_permissions WHERE source_id = %s", (source_id,)
     ).fetchone()
-    status, error, refreshed = row if row else (UNKNOWN, "never read", None)
+    status, error, refreshed = row if row else (UNKNOWN, NEVER_READ, None)
     return SpaceAccess(live, restricted, inherited, unknown, ids, status, error, refreshed)
 
 

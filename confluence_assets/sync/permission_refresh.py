@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -44,7 +45,7 @@ from confluence_assets.confluence.permissions import (
     page_restriction,
     space_readers,
 )
-from confluence_assets.sync import access, sources
+from confluence_assets.sync import access, dependents, page_tree, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ SUMMARY_KEY = "permissions"  # archon_sources.metadata: the space's permission s
 # The listing's expansions: the restriction, and the ancestors (a page below a folder stays unknown, as
 # page_restriction decides from them). No body: Confluence allows 200 results a request.
 LISTING_EXPAND = f"ancestors,{RESTRICTION_EXPAND}"
+# A page listed under another parent is hidden, with its subtree, until page_metadata stores its new place
+# (the search follows the stored path); it is staged again in the same run.
+MOVED = "it moved; hidden until its new place is synced"
 
 
 @dataclass
@@ -83,6 +87,10 @@ class PermissionSummary:
     listing_error: str | None = None
     completion_requests: int = 0
     failed_pages: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): this listing's unknowns
+    moved: list[str] = field(default_factory=list)  # listed under another parent: hidden, staged again
+    withdrawn: list[str] = field(default_factory=list)  # showed a page whose permissions narrowed
+    chunks_withdrawn: int = 0
+    restaged: list[str] = field(default_factory=list)  # staged for page_metadata by this refresh
     access: access.SpaceAccess | None = None
     groups: GroupSummary = field(default_factory=GroupSummary)
     requests: int = 0
@@ -97,6 +105,10 @@ class PermissionSummary:
             "restriction_reads_failed": len(self.failed_pages),
             "restriction_completion_requests": self.completion_requests,
             "permission_requests": self.requests,
+            "pages_moved": len(self.moved),
+            "pages_withdrawn": len(self.withdrawn),
+            "chunks_withdrawn": self.chunks_withdrawn,
+            "pages_staged_again": len(self.restaged),
             **self.groups.metrics(),
         }
 
@@ -116,9 +128,18 @@ def _readers(api: ConfluenceAPI, space_key: str):
         return None, f"could not read the space's permissions: {str(exc)[:300]}"
 
 
-def refresh_space_permissions(api: ConfluenceAPI, conn: psycopg.Connection, space_key: str) -> PermissionSummary:
+def refresh_space_permissions(
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    space_key: str,
+    *,
+    run_id: str | None = None,
+    rendered_macros: Iterable[str] = (),
+) -> PermissionSummary:
     """Refresh the space's read principals and the restriction of every stored page of it; ``conn`` in
-    autocommit mode. Raises (after writing what opens nothing) when the page listing fails part-way."""
+    autocommit mode. Pages showing a page whose permissions narrowed are withdrawn in the same transaction
+    and, with the moved pages, staged again for page_metadata (sync/dependents.py). Raises (after writing
+    what opens nothing) when the page listing fails part-way."""
     started, calls_before = time.monotonic(), api.stats.attempts
     completions_before = api.stats.restriction_requests
     source_id = source_id_for(space_key)
@@ -126,26 +147,49 @@ def refresh_space_permissions(api: ConfluenceAPI, conn: psycopg.Connection, spac
     summary = PermissionSummary(space_key)
 
     readers, summary.space_error = _readers(api, space_key)
-    access.store_space_permissions(conn, source_id, space_key, readers, summary.space_error)
     summary.space_status = "ok" if readers else UNKNOWN
     if summary.space_error:
         log.warning("%s: %s", space_key, summary.space_error)
 
     listed: list[PageRestriction] = []
+    parents: dict[str, str | None] = {}
     failure: errors.ConfluenceError | None = None
     try:
-        for page in api.search_pages(
-            space_pages_cql(space_key), expand=f"{RESTRICTION_EXPAND},ancestors", limit=PERMISSIONS_PAGE
-        ):
-            listed.append(page_restriction(page))
+        for page in api.search_pages(space_pages_cql(space_key), expand=LISTING_EXPAND, limit=PERMISSIONS_PAGE):
+            restriction = page_restriction(page)
+            listed.append(restriction)
+            parents[restriction.page_id] = _listed_parent(page)
     except FATAL:
         raise
     except errors.ConfluenceError as exc:
         failure, summary.listing_error = exc, str(exc)[:500]
+    summary.moved = _moved(conn, source_id, parents)
+    listed = [replace(r, status=UNKNOWN, error=MOVED) if r.page_id in summary.moved else r for r in listed]
     summary.pages_listed = len(listed)
-    summary.failed_pages = [(r.page_id, r.error or "") for r in listed if r.status == UNKNOWN]
-    summary.pages_written = access.store_page_restrictions(conn, source_id, listed, narrow_only=failure is not None)
+    summary.failed_pages = [(r.page_id, r.error or "") for r in listed if r.status == UNKNOWN and r.error != MOVED]
+
+    with conn.transaction():  # the narrowed permissions and the withdrawal of what showed them, at once
+        open_before = access.open_pages(conn, source_id)
+        space_before = access.space_readers_state(conn, source_id)
+        access.store_space_permissions(conn, source_id, space_key, readers, summary.space_error)
+        summary.pages_written = access.store_page_restrictions(
+            conn, source_id, listed, narrow_only=failure is not None
+        )
+        narrowed = open_before - access.open_pages(conn, source_id)
+        space_after = access.space_readers_state(conn, source_id)
+        space_narrowed = space_before is not None and (
+            space_after is None or not space_after.lets_in_all_of(space_before)
+        )
+        summary.withdrawn = dependents.showing_narrowed(conn, source_id, narrowed, space_narrowed=space_narrowed)
+        summary.chunks_withdrawn = dependents.withdraw(conn, summary.withdrawn)
     summary.completion_requests = api.stats.restriction_requests - completions_before
+    if summary.withdrawn:
+        log.info(
+            "%s: %d pages showed a page whose permissions narrowed; withdrawn (%d chunks) until converted again",
+            space_key,
+            len(summary.withdrawn),
+            summary.chunks_withdrawn,
+        )
     if failure is not None:
         log.warning(
             "%s: the page listing failed after %d pages; only what opens nothing was written, the other pages "
@@ -154,6 +198,15 @@ def refresh_space_permissions(api: ConfluenceAPI, conn: psycopg.Connection, spac
             len(listed),
         )
         raise failure
+
+    # Stage again, for page_metadata in this run: this space's withdrawn pages (now or left by an earlier
+    # run, or by another space's refresh) and its moved pages (hidden until their new place is stored).
+    busy = set(staging.unfinished_versions(conn, source_id))
+    again_ids = sorted((set(dependents.withdrawn(conn, source_id)) | set(summary.moved)) - busy)
+    again = dependents.stage_again(api, conn, source_id, again_ids, "requeued", run_id)
+    extra = rendering.follow_up(api, conn, space_key, again.pages, rendered_macros=rendered_macros, run_id=run_id)
+    summary.restaged = [pid for pid, *_ in again.listed] + [pid for pid, *_ in extra.dependents]
+    summary.failed_pages.extend(again.skipped + extra.skipped)
 
     summary.groups = refresh_groups(api, conn, unlisted_only=True, drop=False)
     summary.access = access.space_access(conn, source_id)
@@ -177,14 +230,58 @@ def refresh_space_permissions(api: ConfluenceAPI, conn: psycopg.Connection, spac
     return summary
 
 
+def _listed_parent(page: dict) -> str | None:
+    ancestors = page.get("ancestors")
+    if not isinstance(ancestors, list) or not ancestors or not isinstance(ancestors[-1], dict):
+        return None
+    return str(ancestors[-1].get("id") or "") or None
+
+
+def _moved(conn: psycopg.Connection, source_id: str, parents: dict[str, str | None]) -> list[str]:
+    """Stored live pages the listing shows under another parent (a move makes no new version)."""
+    if not parents:
+        return []
+    rows = conn.execute(
+        "SELECT page_id, path FROM confluence_pages WHERE source_id = %s AND is_deleted = FALSE AND page_id = ANY(%s)",
+        (source_id, list(parents)),
+    )
+    return sorted(pid for pid, path in rows if page_tree.parent_of(path, pid) != parents[pid])
+
+
+def read_space_permissions_once(api: ConfluenceAPI, conn: psycopg.Connection, space_key: str) -> int:
+    """A space whose permissions were never read (its first sync) gets them now, with the members of the
+    groups they name, so that the people who may read it find its pages after that first sync rather
+    than after the first scheduled refresh. Returns the requests made (0 when they were read before)."""
+    source_id = source_id_for(space_key)
+    if access.space_status(conn, source_id)[1] != access.NEVER_READ:
+        return 0
+    before = api.stats.attempts
+    readers, error = _readers(api, space_key)
+    access.store_space_permissions(conn, source_id, space_key, readers, error)
+    if error:
+        log.warning("%s: %s", space_key, error)
+    # The groups this sync's pages name too (page_metadata stores their restrictions after this step).
+    staged = {g for page in staging.staged_restrictions(conn, source_id) for g in page_restriction(page).groups}
+    access.remember_groups(conn, staged)
+    refresh_groups(api, conn, unlisted_only=True, drop=False, also=access.unlisted(conn, staged))
+    return api.stats.attempts - before
+
+
 def refresh_groups(
-    api: ConfluenceAPI, conn: psycopg.Connection, *, unlisted_only: bool = False, drop: bool = True
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    *,
+    unlisted_only: bool = False,
+    drop: bool = True,
+    also: Iterable[GroupRef] = (),
 ) -> GroupSummary:
     """List the members of every group a stored permission names (``unlisted_only``: only those whose
-    members are not known); ``drop``: forget groups nothing names any more. ``conn`` in autocommit mode."""
+    members are not known) and of the groups ``also`` names; ``drop``: forget groups nothing names any
+    more. ``conn`` in autocommit mode."""
     started, calls_before = time.monotonic(), api.stats.attempts
     summary = GroupSummary()
-    for group in access.named_groups(conn, unlisted_only=unlisted_only):
+    named = access.named_groups(conn, unlisted_only=unlisted_only)
+    for group in [*named, *(g for g in also if g.id not in {n.id for n in named})]:
         members, error = _list_group(api, conn, group)
         if error is None:
             summary.listed += 1

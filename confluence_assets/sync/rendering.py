@@ -5,9 +5,9 @@ After changed_pages has staged its listing (:func:`follow_up`):
 1. **Dependents.** A page shows other pages (an ``include`` / ``excerpt-include`` of a staged page, a
    ``children`` list whose page gained, renamed or lost a child, a page properties report when a page
    with a ``details`` macro changed) but Confluence gives it no new version when they change. Such
-   stored pages are fetched again (one CQL ``id in (...)`` request per 49) and staged as ``requeued``,
-   so page_metadata converts them in the same run with the new content; up to ``MAX_ROUNDS`` levels
-   (a page including a page that includes the changed one).
+   stored pages are fetched again (one CQL ``id in (...)`` request per 49) and staged as ``requeued``
+   (sync/dependents.py finds and stages them), so page_metadata converts them in the same run with the
+   new content; up to ``MAX_ROUNDS`` levels (a page including a page that includes the changed one).
 2. **Rendering.** The staged pages whose macros nothing stored can answer (Jira issue tables, reports,
    includes of pages that are not staged and have no stored excerpt), for the macro kinds configured
    (``CONFLUENCE_RENDERED_MACROS``), get Confluence's rendering: ``body.export_view`` in one CQL
@@ -24,8 +24,9 @@ restriction (this run's staged ``restrictions.read.restrictions.user/group`` exp
 ``confluence_page_restrictions`` with status ``ok``), so a child of P is shown iff it has no read
 restriction of its own; and, T in another space, both spaces' permissions are known
 (``confluence_space_permissions``, status ``ok``) and T's lets in everyone P's does (anonymous access,
-or P's readers and reader groups among its own). A permission change gives no page a new version:
-:func:`pages_showing` names the stored pages to convert again when pages' permissions change.
+or P's readers and reader groups among its own). A permission change gives no page a new version: the
+permission refresh withdraws the pages showing a page whose permissions narrowed and converts them again
+(sync/dependents.py).
 """
 
 from __future__ import annotations
@@ -40,35 +41,17 @@ import psycopg
 from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.confluence.responses import page_url, page_version
+from confluence_assets.confluence.responses import page_url
 from confluence_assets.content.links import space_key_from
-from confluence_assets.content.macro_scan import EMPTY_SCAN, TREE, VIEW_ONLY, IncludeRef, MacroScan, scan_storage
+from confluence_assets.content.macro_scan import IncludeRef
 from confluence_assets.content.rendered import IncludedPage
-from confluence_assets.sync import page_tree, staging
+from confluence_assets.sync import dependents, staging
+from confluence_assets.sync.dependents import StagedPage  # noqa: F401 - the steps name it as rendering.StagedPage
 
 log = logging.getLogger(__name__)
 
-# Ids per CQL `id in (...)` request: one under the page size (50 at most with bodies expanded), so that
-# the answer is never a full page, which Confluence follows with a `next` link and one more request.
-MAX_PAGE = 50
 MAX_ROUNDS = 3
 RENDER_EXPAND = "body.export_view"
-
-
-@dataclass(frozen=True, slots=True)
-class StagedPage:
-    """What follow_up needs of a page changed_pages staged (or found staged)."""
-
-    title: str
-    parent_id: str | None
-    scan: MacroScan
-
-    @classmethod
-    def of(cls, page: dict) -> StagedPage:
-        storage = ((page.get("body") or {}).get("storage") or {}).get("value") or ""
-        ancestors = page.get("ancestors") or []
-        parent = str(ancestors[-1].get("id")) if ancestors and isinstance(ancestors[-1], dict) else None
-        return cls(page.get("title") or "", parent, scan_storage(storage) if storage else EMPTY_SCAN)
 
 
 @dataclass
@@ -80,10 +63,6 @@ class FollowUp:
     rendered: list[str] = field(default_factory=list)
     render_requests: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _batch_size(api: ConfluenceAPI) -> int:
-    return max(1, min(api.page_size, MAX_PAGE) - 1)
 
 
 def follow_up(
@@ -102,99 +81,17 @@ def follow_up(
     source_id = source_id_for(space_key)
     todo = dict(staged)
     for _ in range(MAX_ROUNDS):
-        ids = _dependents(conn, source_id, space_key, todo, set(staged))
+        ids = dependents.changed_dependents(conn, source_id, space_key, todo, set(staged))
         if not ids:
             break
-        todo = _stage_dependents(api, conn, source_id, ids, run_id, result)
+        again = dependents.stage_again(api, conn, source_id, ids, "requeued", run_id)
+        result.dependents.extend(again.listed)
+        result.skipped.extend(again.skipped)
+        result.dependent_requests += again.requests
+        todo = again.pages
         staged.update(todo)
     _render(api, conn, source_id, space_key, staged, frozenset(rendered_macros), result)
     return result
-
-
-def _dependents(
-    conn: psycopg.Connection, source_id: str, space_key: str, changed: dict[str, StagedPage], staged: set[str]
-) -> list[str]:
-    """Stored pages of the space, not staged, that show one of the ``changed`` pages."""
-    stored = {
-        pid: (title, page_tree.parent_of(path, pid))
-        for pid, title, path in conn.execute(
-            "SELECT page_id, title, path FROM confluence_pages WHERE page_id = ANY(%s)", (list(changed),)
-        )
-    }
-    titles = {(space_key, p.title) for p in changed.values()} | {(space_key, t) for t, _ in stored.values()}
-    parents: set[str] = set()  # pages whose child list changed
-    for pid, page in changed.items():
-        before = stored.get(pid)
-        if before is None or before != (page.title, page.parent_id):
-            parents.update(p for p in (page.parent_id, before[1] if before else None) if p)
-    details = any(p.scan.details for p in changed.values())
-    busy = set(staging.unfinished_versions(conn, source_id)) | staged
-    found = []
-    for pid, includes, macros in conn.execute(
-        """SELECT page_id, metadata->'includes', metadata->'rendered_macros' FROM confluence_pages
-           WHERE source_id = %s AND is_deleted = FALSE AND (metadata ? 'includes' OR metadata ? 'rendered_macros')
-           ORDER BY page_id""",
-        (source_id,),
-    ):
-        if pid in busy:
-            continue
-        kinds = {m.get("macro") for m in macros or [] if isinstance(m, dict)}
-        shows = any(
-            isinstance(i, dict)
-            and (i.get("page_id") in changed or (i.get("space_key") or space_key, i.get("title")) in titles)
-            for i in includes or []
-        )
-        if shows or (pid in parents and "children" in kinds) or (details and "detailssummary" in kinds):
-            found.append(pid)
-    return found
-
-
-def pages_showing(conn: psycopg.Connection, page_ids: Iterable[str]) -> list[str]:
-    """Stored pages whose text may show one of ``page_ids`` (an include of it; a child list or page tree
-    in its space; a report, which may list any page): what a change of their permissions changes."""
-    ids = sorted({str(p) for p in page_ids if p})
-    if not ids:
-        return []
-    rows = conn.execute(
-        """SELECT s.page_id FROM confluence_pages s WHERE s.is_deleted = FALSE AND s.page_id <> ALL(%(ids)s)
-             AND (EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(s.metadata->'includes', '[]')) i
-                          JOIN confluence_pages t ON t.page_id = ANY(%(ids)s)
-                          WHERE i->>'page_id' = t.page_id
-                             OR (COALESCE(i->>'space_key', s.space_key) = t.space_key AND i->>'title' = t.title))
-               OR EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(s.metadata->'rendered_macros', '[]')) m
-                          WHERE m->>'macro' = ANY(%(reports)s)
-                             OR (m->>'macro' = ANY(%(trees)s) AND s.space_key IN (
-                                   SELECT space_key FROM confluence_pages WHERE page_id = ANY(%(ids)s)))))
-           ORDER BY s.page_id""",
-        {"ids": ids, "reports": [k for k in VIEW_ONLY if k != "jira"], "trees": list(TREE)},
-    )
-    return [pid for (pid,) in rows]
-
-
-def _stage_dependents(
-    api: ConfluenceAPI, conn: psycopg.Connection, source_id: str, ids: list[str], run_id: str | None, result: FollowUp
-) -> dict[str, StagedPage]:
-    staged: dict[str, StagedPage] = {}
-    size = _batch_size(api)
-    for start in range(0, len(ids), size):
-        batch = ids[start : start + size]
-        before = api.stats.attempts
-        rows = []
-        for page in api.search_pages(page_ids_cql(batch)):
-            try:
-                version, when = page_version(page)
-            except ValueError as exc:
-                result.skipped.append((str(page.get("id") or "?"), str(exc)))
-                continue
-            api.complete_attachments(page)
-            rows.append(staging.staged_row(source_id, page, version, when, "requeued", run_id))
-            staged[page["id"]] = StagedPage.of(page)
-            result.dependents.append((page["id"], page.get("title") or "", version, api.page_url(page)))
-        if rows:
-            with conn.transaction():
-                staging.upsert_staged_pages(conn, rows)
-        result.dependent_requests += api.stats.attempts - before
-    return staged
 
 
 def _render(
@@ -219,7 +116,7 @@ def _render(
     done = staging.rendered_pages(conn, source_id, need) if need else set()  # by an earlier attempt
     need = [pid for pid in need if pid not in done]
     need.sort()
-    size = _batch_size(api)
+    size = dependents.batch_size(api)
     for start in range(0, len(need), size):
         batch = need[start : start + size]
         before = api.stats.attempts

@@ -243,6 +243,16 @@ def drop(conn: psycopg.Connection, source_id: str, page_ids: list[str]) -> None:
     )
 
 
+def staged_restrictions(conn: psycopg.Connection, source_id: str) -> list[dict]:
+    """The read restriction expansion of each staged page of the space (``{"id", "restrictions"}``)."""
+    rows = conn.execute(
+        """SELECT jsonb_build_object('id', page_id, 'restrictions', payload->'restrictions')
+           FROM confluence_sync_staged_pages WHERE source_id = %s AND payload->'restrictions' IS NOT NULL""",
+        (source_id,),
+    )
+    return [row for (row,) in rows]
+
+
 # -- what is left --------------------------------------------------------------------------------------
 def unfinished_versions(conn: psycopg.Connection, source_id: str) -> dict[str, int]:
     """{page id: staged version} of the pages still on their way."""
