@@ -27,6 +27,7 @@ CONFLUENCE_API_TOKEN = "CONFLUENCE_API_TOKEN"
 CONFLUENCE_PAT = "CONFLUENCE_PAT"  # Data Center: personal access token (Bearer)
 CONFLUENCE_SITE_TIMEZONE = "CONFLUENCE_SITE_TIMEZONE"  # IANA name; CQL dates are evaluated in it
 CONFLUENCE_RENDERED_MACROS = "CONFLUENCE_RENDERED_MACROS"  # macro kinds whose rendered output is fetched
+CONFLUENCE_CONTENT_TYPES = "CONFLUENCE_CONTENT_TYPES"  # page, blogpost: what the sync lists and reconciles
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -84,6 +85,9 @@ RENDERABLE_MACROS = (
     "excerpt-include",
 )
 DEFAULT_RENDERED_MACROS = RENDERABLE_MACROS
+# What a space syncs: pages (with the tree's folders, whiteboards, databases and embeds) and blog posts.
+CONTENT_TYPES = ("page", "blogpost")
+DEFAULT_CONTENT_TYPES = CONTENT_TYPES
 DEFAULT_HOME = "~/.confluence-assets"
 
 _CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
@@ -107,6 +111,7 @@ class ConfluenceSettings:
     personal_access_token: str | None = None
     site_timezone: str | None = None
     rendered_macros: tuple[str, ...] = DEFAULT_RENDERED_MACROS
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,18 @@ class _Reader:
         return Path(raw).expanduser() if raw else None
 
 
+def _content_types(r: _Reader) -> tuple[str, ...]:
+    """CONFLUENCE_CONTENT_TYPES: page, blogpost or both (at least one: a space syncs something)."""
+    raw = r.text(CONFLUENCE_CONTENT_TYPES)
+    if raw is None:
+        return DEFAULT_CONTENT_TYPES
+    types = tuple(dict.fromkeys(item.strip().lower() for item in raw.split(",") if item.strip()))
+    if not types or set(types) - set(CONTENT_TYPES):
+        r.fail(CONFLUENCE_CONTENT_TYPES, f"{CONFLUENCE_CONTENT_TYPES} must be page, blogpost or both, got {raw!r}")
+        return DEFAULT_CONTENT_TYPES
+    return types
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings in ``environ`` (default: the process environment); SettingsError names every bad value."""
     loaded, problems = load_reporting(environ)
@@ -304,6 +321,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             personal_access_token=r.text(CONFLUENCE_PAT),
             site_timezone=r.zone(CONFLUENCE_SITE_TIMEZONE, None),
             rendered_macros=r.kinds(CONFLUENCE_RENDERED_MACROS, DEFAULT_RENDERED_MACROS, RENDERABLE_MACROS),
+            content_types=_content_types(r),
         ),
         embeddings=EmbeddingSettings(
             model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,

@@ -97,11 +97,12 @@ def test_rerunning_without_changes_is_a_noop(migrated_db_url, instance, site):
 
 
 # Confluence requests each asset may make when it runs alone after a full sync of a space of <= 50 pages:
-# the space listing; the incremental search (overlap window); the v2 space lookup and its page listing.
+# the space listing; the incremental search (overlap window); the v2 space lookup, its page and blog post
+# listings and the CQL listing of its folders, whiteboards, databases and embeds.
 RERUN_REQUESTS = {
     "confluence_spaces": 1,
     "changed_pages": 1,
-    "page_reconciliation": 2,
+    "page_reconciliation": 4,
     "page_metadata": 0,
     "page_chunks": 0,
     "chunk_embeddings": 0,

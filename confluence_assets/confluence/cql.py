@@ -9,6 +9,7 @@ re-reading a page is harmless while missing one is not possible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,18 +47,36 @@ def format_cql_datetime(moment: datetime, zone: ZoneInfo | None) -> str:
     return quote(local.strftime("%Y-%m-%d %H:%M"))
 
 
+# Content types CQL knows that the sync may list: pages, blog posts and the tree's other nodes.
+CONTENT_TYPES = frozenset({"page", "blogpost", "folder", "whiteboard", "database", "embed"})
+
+
+def type_clause(types: Sequence[str]) -> str:
+    """``type = page`` or ``type in (page, blogpost, ...)``; the names are checked, never quoted through."""
+    wanted = list(dict.fromkeys(types))
+    if not wanted or set(wanted) - CONTENT_TYPES:
+        raise ValueError(f"content types must be some of {sorted(CONTENT_TYPES)}, got {list(types)!r}")
+    return f"type = {wanted[0]}" if len(wanted) == 1 else f"type in ({', '.join(wanted)})"
+
+
 def space_pages_cql(
-    space_key: str, since: datetime | None = None, *, zone: ZoneInfo | None = None, newest_first: bool = False
+    space_key: str,
+    since: datetime | None = None,
+    *,
+    zone: ZoneInfo | None = None,
+    newest_first: bool = False,
+    types: Sequence[str] = ("page",),
 ) -> str:
-    """Pages of one space, optionally modified at or after ``since``, oldest change first (or newest)."""
-    clauses = [f"space = {quote(validate_space_key(space_key))}", "type = page"]
+    """Content of one space (``types``: pages by default), optionally modified at or after ``since``, oldest
+    change first (or newest)."""
+    clauses = [f"space = {quote(validate_space_key(space_key))}", type_clause(types)]
     if since is not None:
         clauses.append(f"lastModified >= {format_cql_datetime(since, zone)}")
     return " AND ".join(clauses) + f" ORDER BY lastModified {'DESC' if newest_first else 'ASC'}"
 
 
-def page_ids_cql(page_ids: list[str]) -> str:
-    """Pages by id (ids are digits; anything else is rejected)."""
+def page_ids_cql(page_ids: list[str], types: Sequence[str] = ("page",)) -> str:
+    """Content of ``types`` (pages by default) by id (ids are digits; anything else is rejected)."""
     if not page_ids or not all(isinstance(p, str) and p.isdigit() for p in page_ids):
         raise ValueError(f"page ids must be non-empty digit strings, got {page_ids[:5]!r}")
-    return f"type = page AND id in ({', '.join(page_ids)})"
+    return f"{type_clause(types)} AND id in ({', '.join(page_ids)})"

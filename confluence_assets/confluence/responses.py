@@ -9,7 +9,8 @@ the product stores (page metadata, chunk metadata, the sync's change list) comes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,3 +115,35 @@ class Space:
             url=web_url(site_base, webui) if webui else None,
             description=description or None,
         )
+
+
+# Content types. Pages live in a tree whose other nodes (Cloud, 2024+) are folders, whiteboards, databases
+# and embeds (smart links); blog posts live beside it, with no parent and a date.
+PAGE, BLOGPOST = "page", "blogpost"
+TREE_NODE_TYPES = ("folder", "whiteboard", "database", "embed")
+_BLOG_DATE = re.compile(r"/blog/(\d{4})/(\d{2})/(\d{2})/")
+
+
+def listed_types(content_types: Iterable[str]) -> tuple[str, ...]:
+    """The CQL types a sync lists for the selected content types: ``page`` brings the tree's other nodes
+    with it (a page's path runs through them), ``blogpost`` itself."""
+    selected = set(content_types)
+    return (*((PAGE, *TREE_NODE_TYPES) if PAGE in selected else ()), *((BLOGPOST,) if BLOGPOST in selected else ()))
+
+
+def content_type(content: Mapping[str, Any]) -> str:
+    """A v1 content object's type (``page`` when it says none, as Data Center's older answers may)."""
+    kind = content.get("type")
+    return kind if isinstance(kind, str) and kind else PAGE
+
+
+def blog_date(content: Mapping[str, Any]) -> str | None:
+    """The day a blog post is filed under, ``YYYY-MM-DD``: the date of its web UI link
+    (``/spaces/KEY/blog/2026/03/01/<id>/...``, Confluence's own), else the date it was created."""
+    webui = _webui(content)
+    match = _BLOG_DATE.search(webui or "")
+    if match:
+        return "-".join(match.groups())
+    history = content.get("history")
+    created = history.get("createdDate") if isinstance(history, Mapping) else None
+    return created[:10] if isinstance(created, str) and len(created) >= 10 else None

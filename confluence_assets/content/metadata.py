@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from confluence_assets.confluence.responses import BLOGPOST, blog_date, content_type
 from confluence_assets.confluence.responses import page_url as confluence_page_url
 
 from .blocks import outline
@@ -129,14 +130,27 @@ def word_count(markdown: str) -> int:
     return len(_WORD.findall(_LINK_TARGET.sub("]", markdown)))
 
 
+def breadcrumb_prefix(metadata: Mapping[str, Any]) -> list[str]:
+    """What a chunk's breadcrumb starts with before the page's title, beyond the stored ancestors: a blog
+    post, which has none, is filed under its space's blog and its day (``ENG > Blog > 2026-03-01``)."""
+    if metadata.get("content_type") != BLOGPOST:
+        return []
+    day = metadata.get("posted_on")
+    return [str(metadata.get("space_key") or ""), "Blog", *([str(day)] if day else [])]
+
+
 def build_metadata(
     page: Mapping[str, Any], ctx: LinkContext, markdown: str, refs: References, path: str
 ) -> dict[str, Any]:
     history = page.get("history") if isinstance(page.get("history"), Mapping) else {}
     modified_by = _get(page, "version", "by") or _get(history, "lastUpdated", "by")
+    kind = content_type(page)
     return {
         "page_id": str(page.get("id") or ""),
         "title": page.get("title") or "",
+        # page | blogpost | folder | whiteboard | database | embed (the last four: tree nodes, no body)
+        "content_type": kind,
+        **({"posted_on": blog_date(page)} if kind == BLOGPOST else {}),
         "space_key": ctx.space_key,
         "page_url": page_url(page, ctx),
         "version": _get(page, "version", "number"),

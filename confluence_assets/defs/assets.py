@@ -147,13 +147,19 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 full=config.full_scan,
                 reprocess=config.reprocess,
                 rendered_macros=confluence.rendered_macros,
+                content_types=confluence.content_types,
             )
             # A new space: who may read it now, not at the first scheduled permission refresh.
             permission_requests = read_space_permissions_once(api, step.conn, step.space_key)
             reconciled = None
             if sources.deletion_strategy(step.conn, step.source_id) == sources.EVERY_SYNC:
                 reconciled = reconcile_space(
-                    api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+                    api,
+                    step.conn,
+                    step.space_key,
+                    run_id=context.run_id,
+                    rendered_macros=confluence.rendered_macros,
+                    content_types=confluence.content_types,
                 )
                 context.log.info(f"{step.space_key}: reconciled ({sources.EVERY_SYNC}): {reconciled.as_metadata()}")
             figures = summary.metrics()
@@ -208,7 +214,12 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             if config.deletion_strategy:
                 sources.set_deletion_strategy(step.conn, step.source_id, config.deletion_strategy)
             summary = reconcile_space(
-                api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+                api,
+                step.conn,
+                step.space_key,
+                run_id=context.run_id,
+                rendered_macros=confluence.rendered_macros,
+                content_types=confluence.content_types,
             )
         context.log.info(f"{step.space_key}: {summary.metrics()}")
         return step.result(

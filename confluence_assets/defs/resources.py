@@ -23,6 +23,7 @@ from confluence_assets.db.connection import connect, resolve_database
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import (
+    DEFAULT_CONTENT_TYPES,
     DEFAULT_DELETION_STRATEGY,
     DEFAULT_EMBEDDING_DIMENSIONS,
     DEFAULT_EMBEDDING_MODEL,
@@ -53,6 +54,11 @@ class ConfluenceResource(dg.ConfigurableResource):
         description="Macro kinds whose rendered output (body.export_view) is fetched for the pages that have "
         "them, one request per 50 such pages (jira, detailssummary, contentbylabel, recently-updated, "
         "tasks-report, include, excerpt-include); empty: none",
+    )
+    content_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONTENT_TYPES),
+        description="What each space syncs: page (with the tree's folders, whiteboards, databases, embeds), "
+        "blogpost, or both",
     )
 
     def api(self) -> ConfluenceAPI:
@@ -199,6 +205,7 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             personal_access_token=_env_var(loaded, settings.CONFLUENCE_PAT),
             site_timezone=_env_var(loaded, settings.CONFLUENCE_SITE_TIMEZONE),
             rendered_macros=list(loaded.confluence.rendered_macros),
+            content_types=list(loaded.confluence.content_types),
         ),
         "database": PostgresResource(database_url=_env_var(loaded, settings.DATABASE_URL)),
         "embeddings": EmbeddingsResource(

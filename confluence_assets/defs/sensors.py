@@ -64,6 +64,7 @@ def change_sensor_tick(
             overlap=confluence.overlap,
             zone=confluence.zone(),
             budget_seconds=PROBE_BUDGET_SECONDS,
+            content_types=confluence.content_types,
         )
     errors = {r.space_key: r.detail for r in results if r.status == "error"}
     for key, detail in errors.items():

@@ -5,7 +5,9 @@ API (v1 and v2) does; ``EmbeddingsServer`` answers OpenAI's ``/v1/embeddings`` w
 (feature hashing), not a semantic model. ``generate_corpus`` and ``load_samples`` fill a site. No Dagster.
 """
 
+from confluence_assets.sandbox.attachments import Attachment
 from confluence_assets.sandbox.clock import SiteClock
+from confluence_assets.sandbox.comments import Comment
 from confluence_assets.sandbox.confluence_server import ConfluenceServer, Limits
 from confluence_assets.sandbox.corpus import CorpusInfo, generate_corpus
 from confluence_assets.sandbox.cql import CQLError
@@ -16,7 +18,9 @@ from confluence_assets.sandbox.samples import SamplesInfo, default_samples_dir, 
 from confluence_assets.sandbox.site import PageSnapshot, Site, SiteError, User
 
 __all__ = [
+    "Attachment",
     "CQLError",
+    "Comment",
     "ConfluenceServer",
     "CorpusInfo",
     "EmbeddingStats",

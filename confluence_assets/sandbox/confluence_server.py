@@ -20,9 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from confluence_assets.sandbox.attachments import AttachmentRoutes
+from confluence_assets.sandbox.comments import CommentRoutes, comment_v1
 from confluence_assets.sandbox.cql import CQLError, Query, parse
 from confluence_assets.sandbox.faults import Decision
 from confluence_assets.sandbox.httpbase import App, Request, Response, ServerBase
+from confluence_assets.sandbox.nodes import NodeRoutes
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
 from confluence_assets.sandbox.permissions import PermissionRoutes
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
@@ -87,7 +90,7 @@ def _storage_value(data: dict) -> str:
     return storage.get("value") or ""
 
 
-class ConfluenceApp(PermissionRoutes, App):
+class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoutes, App):
     def __init__(self, site: Site, context_path: str, limits: Limits) -> None:
         self.site = site
         self.context = context_path
@@ -103,7 +106,6 @@ class ConfluenceApp(PermissionRoutes, App):
             (f"{v1}/search", self.search),
             (f"{v1}/content/{{id}}", self.content_get),
             (f"{v1}/content/{{id}}/child/page", self.child_pages),
-            (f"{v1}/content/{{id}}/child/attachment", self.child_attachments),
             (f"{v1}/content/{{id}}/label", self.labels),
             (f"{v1}/content/{{id}}/history", self.history),
             (f"{v1}/user/current", self.current_user),
@@ -115,6 +117,9 @@ class ConfluenceApp(PermissionRoutes, App):
             (f"{v2}/pages/{{id}}/children", self.v2_children),
             (f"{v2}/pages/{{id}}/labels", self.v2_labels),
             *self.permission_routes(v1, v2),  # groups, space permissions, restrictions (sandbox/permissions.py)
+            *self.node_routes(v1, v2),  # blog posts, folders, whiteboards, databases, embeds (sandbox/nodes.py)
+            *self.attachment_routes(v1, v2),  # listings, downloads, the media store, v2 (sandbox/attachments.py)
+            *self.comment_routes(v1, v2),  # v1 child/comment, v2 footer/inline comments (sandbox/comments.py)
         ]
         self._routes = [
             (template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?"), handler)
@@ -125,6 +130,9 @@ class ConfluenceApp(PermissionRoutes, App):
         self._writes: dict[tuple[str, str], Handler] = {
             ("POST", f"{v1}/content"): self.content_create,
             ("PUT", f"{v1}/content/{{id}}"): self.content_update,
+            **self.attachment_writes(v1, v2),  # uploads, new versions, DELETE content (sandbox/attachments.py)
+            **self.comment_writes(v1, v2),  # v2 comment writes; v1 ones below (sandbox/comments.py)
+            **self.node_writes(v1, v2),  # POST /api/v2/folders (sandbox/nodes.py)
         }
 
     # ------------------------------------------------------------------ plumbing
@@ -142,10 +150,14 @@ class ConfluenceApp(PermissionRoutes, App):
         return None, None, None
 
     def endpoint(self, request: Request) -> str:
+        if media := self.media_endpoint(request):  # the media store, outside the context path
+            return media
         template, _, _ = self._match(request)
         return f"{request.method} {self.context}{template}" if template else f"{request.method} {request.path}"
 
     def handle(self, request: Request) -> Response:
+        if (media := self.media_response(request)) is not None:  # attachment bytes (sandbox/attachments.py)
+            return media
         template, match, handler = self._match(request)
         is_v2 = "/api/v2/" in request.path
         if template is None:
@@ -172,6 +184,8 @@ class ConfluenceApp(PermissionRoutes, App):
                 # of it); handlers run one at a time under the lock, so the viewer is this request's.
                 self._viewer = user
                 result = handler(request, user, **match.groupdict())
+            if isinstance(result, Response):  # redirects, bytes, 204s
+                return result
             return Response.json(200, result.payload, result.headers)
         except HttpError as exc:
             return self._error(request, exc.status, exc.message)
@@ -292,8 +306,8 @@ class ConfluenceApp(PermissionRoutes, App):
         statuses = self._statuses(request)
         title = request.param("title")
         pages: list[Page] = []
-        if kind == "page":
-            if title is not None and space_key:
+        if kind in ("page", "blogpost"):
+            if title is not None and space_key and kind == "page":
                 found = self.site.page_by_title(space_key, title)
                 pages = [found] if found else []
             else:
@@ -302,7 +316,8 @@ class ConfluenceApp(PermissionRoutes, App):
                 (
                     p
                     for p in pages
-                    if p.status in statuses
+                    if p.kind == kind
+                    and p.status in statuses
                     and self.site.can_read_space(user, p.space_key)
                     and (title is None or p.title == title)
                 ),
@@ -321,10 +336,10 @@ class ConfluenceApp(PermissionRoutes, App):
         statuses = self._statuses(request)
         expand = parse_expand(request.param("expand"))
         if id.startswith("att"):
-            att = self.site.attachments.get(id)
-            if att is None or not self.site.can_read(user, att):
-                raise _not_found(id)
+            att = self._attachment(id, user, statuses)  # its container current and readable (attachments.py)
             return self._ok(self._renderer().attachment(att, expand, top=True))
+        if id in self.site.comments:  # sandbox/comments.py
+            return self.comment_get(request, user, id)
         version = request.param("version")
         page = self._page(id, user, statuses)
         if version not in (None, "", str(page.version)):
@@ -333,8 +348,11 @@ class ConfluenceApp(PermissionRoutes, App):
 
     def content_create(self, request: Request, user: User) -> _Ok:
         data = _json_body(request)
-        if data.get("type", "page") != "page":
-            raise HttpError(400, "The sandbox creates pages only")
+        if data.get("type") == "comment":  # atlassian-python-api's add_comment (sandbox/comments.py)
+            return self.comment_create(request, user, data)
+        kind = data.get("type", "page")
+        if kind not in ("page", "blogpost"):
+            raise HttpError(400, "The sandbox creates pages and blog posts only")
         space = (data.get("space") or {}).get("key")
         if space not in self.site.spaces or not self.site.can_read_space(user, space):
             raise HttpError(400, f"No space with key : {space}")
@@ -342,7 +360,7 @@ class ConfluenceApp(PermissionRoutes, App):
         parent = str(ancestors[-1]["id"]) if ancestors else self.site.spaces[space].homepage_id
         try:
             page = self.site.create_page(
-                space, data.get("title") or "", _storage_value(data), parent_id=parent, author=user
+                space, data.get("title") or "", _storage_value(data), parent_id=parent, author=user, kind=kind
             )
         except SiteError as exc:
             raise HttpError(400, str(exc)) from None
@@ -350,6 +368,8 @@ class ConfluenceApp(PermissionRoutes, App):
 
     def content_update(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         data = _json_body(request)
+        if id in self.site.comments:  # sandbox/comments.py
+            return self.comment_update(request, user, id, data)
         page = self._page(id, user)
         wanted = (data.get("version") or {}).get("number")
         if wanted != page.version + 1:
@@ -373,6 +393,7 @@ class ConfluenceApp(PermissionRoutes, App):
     def child_pages(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._page(id, user)
         children = [self.site.pages[c] for c in self.site.child_ids(parent.id)]
+        children = [c for c in children if c.kind == "page"]  # folders & co. are child/folder, ... (nodes.py)
         start = int_param(request.param("start"), "start", 0)
         limit = self._limit(request, self.limits.default, self.limits.v1_max)
         window, next_start = offset_window(children, start, limit)
@@ -380,23 +401,6 @@ class ConfluenceApp(PermissionRoutes, App):
         r = self._renderer()
         path = f"/rest/api/content/{id}/child/page"
         results = [] if request.empty_page else [r.content(p, expand) for p in window if self.site.can_read(user, p)]
-        nxt = self._next_offset(request, path, limit, start if request.empty_page else next_start)
-        return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
-
-    def child_attachments(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
-        page = self._page(id, user)
-        atts = self.site.attachments_of(page.id)
-        if filename := request.param("filename"):
-            atts = [a for a in atts if a.title == filename]
-        if media_type := request.param("mediaType"):
-            atts = [a for a in atts if a.media_type == media_type]
-        start = int_param(request.param("start"), "start", 0)
-        limit = self._limit(request, self.limits.attachments_default, self.limits.v1_max)
-        window, next_start = offset_window(atts, start, limit)
-        expand = parse_expand(request.param("expand"))
-        r = self._renderer()
-        path = f"/rest/api/content/{id}/child/attachment"
-        results = [] if request.empty_page else [r.attachment(a, expand) for a in window]
         nxt = self._next_offset(request, path, limit, start if request.empty_page else next_start)
         return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
 
@@ -413,6 +417,8 @@ class ConfluenceApp(PermissionRoutes, App):
         return self._ok(r.envelope(results, start=start, limit=limit, self_path=path, next_path=nxt))
 
     def history(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
+        if id in self.site.comments:  # sandbox/comments.py
+            return self.comment_history_get(request, user, id)
         page = self._page(id, user, self._statuses(request))
         out = self._renderer().history(page, full=True)
         out["_links"].update({"base": self.base_url, "context": self.context})
@@ -463,6 +469,8 @@ class ConfluenceApp(PermissionRoutes, App):
         return docs, visible, limit, start, nxt
 
     def _render_doc(self, r: Renderer, doc: Page | Attachment, expand: Tree) -> dict:
+        if doc.kind == "comment":  # sandbox/comments.py
+            return comment_v1(r, doc, expand)
         return r.content(doc, expand) if isinstance(doc, Page) else r.attachment(doc, expand)
 
     def content_search(self, request: Request, user: User) -> _Ok:
@@ -538,6 +546,7 @@ class ConfluenceApp(PermissionRoutes, App):
         return key
 
     def _v2_pages(self, request: Request, user: User, pages: list[Page], path: str) -> _Ok:
+        pages = [p for p in pages if p.kind == "page"]  # v2 pages are pages: no blog posts, folders, ...
         statuses = self._statuses(request)
         if title := request.param("title"):
             pages = [p for p in pages if p.title == title]
@@ -605,13 +614,13 @@ class ConfluenceApp(PermissionRoutes, App):
         return self._v2_pages(request, user, pages, "/api/v2/pages")
 
     def v2_page(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
-        page = self._page(id, user, self._statuses(request))
+        page = self._of_kind(id, user, "page", self._statuses(request))
         return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True))
 
     def v2_children(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
-        parent = self._page(id, user)
+        parent = self._of_kind(id, user, "page")
         children = [self.site.pages[c] for c in self.site.child_ids(parent.id)]
-        children = [c for c in children if self.site.can_read(user, c)]
+        children = [c for c in children if c.kind == "page" and self.site.can_read(user, c)]
         keys = [(c.position, c.numeric_id) for c in children]
         r = self._renderer()
         return self._v2_list(request, f"/api/v2/pages/{id}/children", children, keys, r.child_v2)

@@ -89,6 +89,9 @@ class CorpusInfo:
     user_ids: tuple[str, ...]
     seconds: float
     total_bytes: int = field(default=0)
+    # attachment id -> the distinctive phrase its real file carries (``attachment_files``; ground truth
+    # for attachment search tests)
+    attachment_phrases: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_pages(self) -> int:
@@ -113,11 +116,16 @@ def generate_corpus(
     large_pages: int | None = None,
     empty_pages: int | None = None,
     anchor: datetime = DEFAULT_ANCHOR,
+    attachment_files: int = 0,
 ) -> CorpusInfo:
     """Add ``spaces`` spaces of ``pages_per_space`` pages each (the homepage included) to ``site``.
 
     ``large_pages`` (>= 1 MB bodies) and ``empty_pages`` default to about one per 2,000 and per 500
-    pages, at least one of each when the corpus has 20 pages or more.
+    pages, at least one of each when the corpus has 20 pages or more. ``attachment_files`` real files
+    (PDF, DOCX, PPTX, XLSX, CSV, TXT, Markdown, HTML in turn; sandbox/files.py) are attached to content
+    pages chosen by the seed, each carrying a distinctive phrase (``CorpusInfo.attachment_phrases``);
+    off by default, and drawn from a random stream of their own, so the rest of the corpus is the same
+    with or without them.
     """
     began = time.perf_counter()
     rng = random.Random(seed)
@@ -252,6 +260,7 @@ def generate_corpus(
                 elif i == 1:
                     sink_ids.append(page.id)
             page_ids[key] = tuple(ids)
+        phrases = _attach_files(site, seed, attachment_files, [i for key in keys for i in page_ids[key][1:]])
 
     return CorpusInfo(
         seed=seed,
@@ -264,4 +273,24 @@ def generate_corpus(
         user_ids=tuple(users),
         seconds=time.perf_counter() - began,
         total_bytes=total_bytes,
+        attachment_phrases=phrases,
     )
+
+
+def _attach_files(site: Site, seed: int, count: int, page_ids: list[str]) -> dict[str, str]:
+    from confluence_assets.sandbox.files import GOOD_KINDS, good_file
+
+    rng = random.Random(f"{seed}:attachment-files")
+    phrases: dict[str, str] = {}
+    used: set[str] = set()
+    for i in range(count if page_ids else 0):
+        page = site.pages[rng.choice(page_ids)]
+        kind = GOOD_KINDS[i % len(GOOD_KINDS)]
+        phrase = " ".join(_codename(rng, used) for _ in range(3))
+        filler = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 200)))
+        sample = good_file(kind, f"attached-{i}", phrase, filler)
+        att = site.add_attachment(
+            page.id, sample.filename, data=sample.blob, media_type=sample.media_type, when=page.created_at
+        )
+        phrases[att.id] = phrase
+    return phrases

@@ -2,7 +2,8 @@
 
 A tokenizer and a recursive-descent parser build a tree; nothing is matched by regular expressions on
 whole strings. Supported: fields ``space`` (``space.key``), ``type``, ``id`` (``content``), ``title``,
-``text``, ``label``, ``ancestor``, ``parent``, ``lastModified`` and ``created``; operators ``= != > >= <
+``text``, ``label``, ``ancestor``, ``parent``, ``container`` (of attachments and comments),
+``lastModified`` and ``created``; operators ``= != > >= <
 <= ~ !~ IN NOT IN``; ``AND``, ``OR``, ``NOT``, parentheses; ``ORDER BY field [ASC|DESC], ...``. Field
 names and keywords are case-insensitive, as in Confluence.
 
@@ -141,6 +142,7 @@ _FIELD_ALIASES = {
     "label": "label",
     "ancestor": "ancestor",
     "parent": "parent",
+    "container": "container",  # the page or blog post of an attachment or comment
     "lastmodified": "lastmodified",
     "created": "created",
 }
@@ -152,6 +154,7 @@ _FIELD_OPS = {
     "label": _EQUALITY,
     "ancestor": _EQUALITY,
     "parent": _EQUALITY,
+    "container": _EQUALITY,
     "title": _EQUALITY | {"~", "!~"},
     "text": {"~", "!~"},
     "lastmodified": {"=", "!=", ">", ">=", "<", "<="},
@@ -417,6 +420,10 @@ def _compile(node: Node, site: Site, cql: str) -> Callable[[Doc], bool]:
     return _compile_clause(node, site, cql)
 
 
+# Content with labels, a parent and ancestors of its own (sandbox/nodes.py), unlike an attachment.
+_CONTENT_KINDS = frozenset({"page", "blogpost", "folder", "whiteboard", "database", "embed"})
+
+
 def _compile_clause(clause: Clause, site: Site, cql: str) -> Callable[[Doc], bool]:
     name, op = clause.field, clause.op
 
@@ -464,15 +471,18 @@ def _compile_clause(clause: Clause, site: Site, cql: str) -> Callable[[Doc], boo
         getter = lambda d: (d.title.lower(),)  # noqa: E731
     elif name == "label":
         wanted = {v.lower() for v in values}
-        getter = lambda d: [label.name for label in d.labels] if d.kind == "page" else ()  # noqa: E731
+        getter = lambda d: [label.name for label in d.labels] if d.kind in _CONTENT_KINDS else ()  # noqa: E731
     elif name == "parent":
         wanted = set(values)
-        getter = lambda d: (d.parent_id,) if d.kind == "page" and d.parent_id else ()  # noqa: E731
+        getter = lambda d: (d.parent_id,) if d.kind in _CONTENT_KINDS and d.parent_id else ()  # noqa: E731
+    elif name == "container":  # attachments and comments are contained in their page or blog post
+        wanted = set(values)
+        getter = lambda d: (d.page_id,) if d.kind in ("attachment", "comment") else ()  # noqa: E731
     else:  # ancestor: for an attachment, its page and that page's ancestors
         wanted = set(values)
 
         def getter(d: Doc) -> Iterable[str]:
-            if d.kind == "page":
+            if d.kind in _CONTENT_KINDS:  # pages, blog posts and tree nodes (folders & co.)
                 return site.ancestor_ids(d.id)
             return [*site.ancestor_ids(d.page_id), d.page_id]
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from confluence_assets.sandbox.clock import friendly, iso
+from confluence_assets.sandbox.nodes import webui as node_webui
 from confluence_assets.sandbox.permissions import restrictions_expansion, space_permissions_v1
 from confluence_assets.sandbox.site import Attachment, Label, Page, Site, Space, User
 from confluence_assets.sandbox.view import ViewRenderer
@@ -119,6 +120,8 @@ class Renderer:
         return {"ari": ari, "base64EncodedAri": encoded.decode().rstrip("=")}
 
     def webui(self, page: Page) -> str:
+        if (other := node_webui(self.site, page)) is not None:  # blog posts, folders & co. (sandbox/nodes.py)
+            return other
         space = self.site.spaces[page.space_key]
         if space.homepage_id == page.id:
             return f"/spaces/{page.space_key}/overview"
@@ -132,7 +135,7 @@ class Renderer:
     def content(self, page: Page, expand: Tree | None = None, *, top: bool = False) -> dict:
         expand = expand or {}
         cid = page.id
-        out: dict[str, Any] = {"id": cid, "type": "page", **self._ari("page", cid)}
+        out: dict[str, Any] = {"id": cid, "type": page.kind, **self._ari(page.kind, cid)}
         out["status"] = page.status
         out["title"] = page.title
         if "space" in expand:
@@ -306,7 +309,7 @@ class Renderer:
         out: dict[str, Any] = {}
         limit = CHILDREN_EXPANSION_LIMIT
         if "page" in expand:
-            kids = self.site.child_ids(page.id)
+            kids = [k for k in self.site.child_ids(page.id) if self.site.pages[k].kind == "page"]
             out["page"] = self._child_list(
                 page, "page", [self.content(self.site.pages[k], expand["page"]) for k in kids[:limit]], len(kids)
             )
@@ -314,6 +317,13 @@ class Renderer:
             atts = self.site.attachments_of(page.id)
             out["attachment"] = self._child_list(
                 page, "attachment", [self.attachment(a, expand["attachment"]) for a in atts[:limit]], len(atts)
+            )
+        if "comment" in expand:  # root comments, as child/comment lists them (sandbox/comments.py)
+            from confluence_assets.sandbox.comments import comment_v1
+
+            roots = self.site.comments_of(page.id)
+            out["comment"] = self._child_list(
+                page, "comment", [comment_v1(self, c, expand["comment"]) for c in roots[:limit]], len(roots)
             )
         others = ("attachment", "comment", "page", "whiteboard", "database", "embed", "folder")
         out["_expandable"] = {k: f"/rest/api/content/{page.id}/child/{k}" for k in others if k not in expand}
@@ -332,61 +342,9 @@ class Renderer:
         return restrictions_expansion(self, page, expand)
 
     def attachment(self, att: Attachment, expand: Tree | None = None, *, top: bool = False) -> dict:
-        expand = expand or {}
-        numeric = att.id.removeprefix("att")
-        out: dict[str, Any] = {"id": att.id, "type": "attachment", **self._ari("attachment", numeric)}
-        out["status"] = att.status
-        out["title"] = att.title
-        if "version" in expand:
-            out["version"] = {
-                "by": self.user(att.author_id),
-                "when": iso(att.created_at),
-                "friendlyWhen": friendly(att.created_at),
-                "message": att.comment,
-                "number": att.version,
-                "minorEdit": False,
-                "_links": {"self": f"{self.base}/rest/api/content/{att.id}/version/{att.version}"},
-            }
-        if "container" in expand:
-            out["container"] = self.content(self.site.pages[att.page_id])
-        out["macroRenderedOutput"] = {}
-        out["metadata"] = {"mediaType": att.media_type}
-        out["extensions"] = {
-            "mediaType": att.media_type,
-            "fileSize": att.file_size,
-            "comment": att.comment,
-            "mediaTypeDescription": att.media_type.split("/")[-1].upper() + " File",
-            "fileId": att.file_id,
-            "collectionName": f"contentId-{att.page_id}",
-        }
-        expandable = {
-            "container": f"/rest/api/content/{att.page_id}",
-            "restrictions": f"/rest/api/content/{att.id}/restriction/byOperation",
-            "history": f"/rest/api/content/{att.id}/history",
-            "body": "",
-            "version": "",
-            "descendants": f"/rest/api/content/{att.id}/descendant",
-            "space": f"/rest/api/space/{att.space_key}",
-            "childTypes": "",
-            "schedulePublishInfo": "",
-            "operations": "",
-            "schedulePublishDate": "",
-            "children": f"/rest/api/content/{att.id}/child",
-            "ancestors": "",
-            "draftVersion": "",
-        }
-        out["_expandable"] = {k: v for k, v in expandable.items() if k not in expand}
-        name = quote(att.title)
-        out["_links"] = {
-            "webui": f"/pages/viewpageattachments.action?pageId={att.page_id}"
-            f"&preview=%2F{att.page_id}%2F{numeric}%2F{name}",
-            "self": f"{self.base}/rest/api/content/{att.id}",
-            "download": f"/download/attachments/{att.page_id}/{name}?version={att.version}&modificationDate="
-            f"{int(att.created_at.timestamp() * 1000)}&cacheVersion=1&api=v2",
-        }
-        if top:
-            out["_links"].update({"base": self.base, "context": self.context})
-        return out
+        from confluence_assets.sandbox.attachments import attachment_v1  # the attachment's module owns its shape
+
+        return attachment_v1(self, att, expand, top=top)
 
     # ------------------------------------------------------------------ v1 spaces
 
@@ -437,8 +395,13 @@ class Renderer:
     def search_result(self, item: Page | Attachment, expand: Tree) -> dict:
         space = self.site.spaces[item.space_key]
         if isinstance(item, Page):
-            content, url, icon = self.content(item, expand), self.webui(item), "aui-icon content-type-page"
+            content, url, icon = self.content(item, expand), self.webui(item), f"aui-icon content-type-{item.kind}"
             text = excerpt(item.body)
+        elif item.kind == "comment":  # sandbox/comments.py
+            from confluence_assets.sandbox.comments import comment_v1
+
+            content, icon = comment_v1(self, item, expand), "aui-icon content-type-comment"
+            url, text = content["_links"]["webui"], excerpt(item.body)
         else:
             content, icon = self.attachment(item, expand), "aui-icon content-type-attachment-file"
             url, text = content["_links"]["webui"], ""
@@ -465,7 +428,7 @@ class Renderer:
             "ownerId": page.owner_id,
             "lastOwnerId": None,
             "authorId": page.author_id,
-            "parentType": "page" if parent else None,
+            "parentType": parent.kind if parent else None,
             "version": {
                 "number": page.version,
                 "message": page.version_message,

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from confluence_assets.sandbox.attachments import Attachment, SiteAttachments
 from confluence_assets.sandbox.clock import SiteClock, parse_when
+from confluence_assets.sandbox.comments import Comment, SiteComments
 from confluence_assets.sandbox.jira import JiraSite
+from confluence_assets.sandbox.nodes import SiteNodes
 from confluence_assets.sandbox.permissions import Group, Restriction, SitePermissions, SpacePermission
 
 DEFAULT_TIMEZONE = "Asia/Seoul"
@@ -72,31 +75,6 @@ class VersionInfo:
 
 
 @dataclass(slots=True)
-class Attachment:
-    id: str  # "att<number>", as Confluence spells attachment ids
-    page_id: str
-    space_key: str
-    title: str
-    media_type: str
-    file_size: int
-    file_id: str
-    created_at: datetime
-    author_id: str
-    comment: str = ""
-    version: int = 1
-    kind: str = "attachment"
-    status: str = "current"
-
-    @property
-    def modified_at(self) -> datetime:
-        return self.created_at
-
-    @property
-    def numeric_id(self) -> int:
-        return int(self.id.removeprefix("att"))
-
-
-@dataclass(slots=True)
 class Page:
     id: str
     space_key: str
@@ -117,7 +95,8 @@ class Page:
     attachment_ids: list[str] = field(default_factory=list)
     restrictions: dict[str, Restriction] = field(default_factory=dict)  # read (inherited) / update
     previous: list[VersionInfo] = field(default_factory=list)
-    kind: str = "page"
+    kind: str = "page"  # page | blogpost | folder | whiteboard | database | embed (sandbox/nodes.py)
+    embed_url: str = ""  # an embed's (smart link's) URL
 
     @property
     def numeric_id(self) -> int:
@@ -141,9 +120,11 @@ class PageSnapshot:
     labels: tuple[str, ...]
     attachments: tuple[str, ...]  # file names
     body: str
+    kind: str = "page"  # page | blogpost | folder | whiteboard | database | embed
+    ancestor_kinds: tuple[str, ...] = ()  # the content type of each ancestor (folders too), root first
 
 
-class Site(SitePermissions):
+class Site(SitePermissions, SiteNodes, SiteAttachments, SiteComments):
     """In-memory Confluence: spaces, pages, users, attachments, permissions, the site clock and time zone.
     Groups, space permissions, restrictions and who may read what: :class:`SitePermissions`."""
 
@@ -174,6 +155,7 @@ class Site(SitePermissions):
         self.generation = 0  # bumped by every mutation; servers key their query caches on it
         self.jira = JiraSite()  # the issues Jira issues macros show (see sandbox/jira.py)
         self._init_permissions()  # the default group every user joins
+        self._init_comments()  # comments of pages and blog posts (sandbox/comments.py)
         self.default_user = self.add_user(
             "Sandbox User", email=email, api_token=api_token, pat=pat, account_id="557058:sandbox-default-user"
         )
@@ -185,7 +167,8 @@ class Site(SitePermissions):
             while True:
                 self._next_id += 1
                 candidate = str(self._next_id)
-                if candidate not in self.pages and f"att{candidate}" not in self.attachments:
+                taken = candidate in self.pages or candidate in self.comments or f"att{candidate}" in self.attachments
+                if not taken:
                     return candidate
 
     def set_timezone(self, timezone: str) -> None:
@@ -301,20 +284,25 @@ class Site(SitePermissions):
         labels: Iterable[str] = (),
         version: int = 1,
         created_at: datetime | str | None = None,
+        kind: str = "page",
         _root: bool = False,
     ) -> Page:
-        """A new current page (version 1) under ``parent_id``, by default under the space's homepage."""
+        """A new current page (version 1) under ``parent_id``, by default under the space's homepage.
+        ``kind``: ``blogpost`` (no parent, ever), or a tree node (``folder``, ``whiteboard``, ``database``,
+        ``embed``; see sandbox/nodes.py), which pages can live under."""
         with self.lock:
             self.generation += 1
             space = self._space(space_key)
-            if not _root and parent_id is None:
+            if kind == "blogpost":
+                parent_id = None
+            elif not _root and parent_id is None:
                 parent_id = space.homepage_id
             if parent_id is not None:
                 parent = self.page(parent_id)
-                if parent.space_key != space_key or parent.status != "current":
+                if parent.space_key != space_key or parent.status != "current" or parent.kind == "blogpost":
                     raise SiteError(f"Parent {parent_id} is not a current page of space {space_key}")
-            self._claim_title(space_key, title)
             when_ = self.now(when)
+            self._claim_kind_title(space_key, title, kind, self.now(created_at) if created_at is not None else when_)
             author_id = _account(author) if author else self.default_user.account_id
             pid = page_id or self.new_id()
             if pid in self.pages:
@@ -335,9 +323,11 @@ class Site(SitePermissions):
                 version=version,
                 modified_at=when_,
                 modified_by=author_id,
+                kind=kind,
             )
             self.pages[pid] = page
-            self._titles[(space_key, title)] = pid
+            if kind == "page":
+                self._titles[(space_key, title)] = pid
             if parent_id:
                 self._insert_child(parent_id, page)
             for name in labels:
@@ -361,13 +351,14 @@ class Site(SitePermissions):
             page = self._current(page_id)
             renamed = title is not None and title != page.title
             if renamed:
-                self._claim_title(page.space_key, title)
+                self._claim_kind_title(page.space_key, title, page.kind, page.created_at)
             page.previous.append(
                 VersionInfo(page.version, page.modified_at, page.modified_by, page.title, page.version_message)
             )
-            if renamed:
+            if renamed and page.kind == "page":
                 del self._titles[(page.space_key, page.title)]
                 self._titles[(page.space_key, title)] = page.id
+            if renamed:
                 page.title = title
             if body is not None:
                 page.body = body
@@ -390,10 +381,12 @@ class Site(SitePermissions):
             parent = self._current(new_parent_id)
             if new_parent_id == page_id or page_id in self.ancestor_ids(new_parent_id):
                 raise SiteError("A page cannot be moved under itself")
+            if "blogpost" in (page.kind, parent.kind):
+                raise SiteError("Blog posts have no place in the page tree")
             if parent.space_key != page.space_key:
                 subtree = [page, *self._descendants(page)]
                 for p in subtree:
-                    if p.status == "current" and (parent.space_key, p.title) in self._titles:
+                    if p.status == "current" and p.kind == "page" and (parent.space_key, p.title) in self._titles:
                         raise SiteError(f"A page titled {p.title!r} already exists in {parent.space_key}")
                 for p in subtree:
                     if self._titles.get((p.space_key, p.title)) == p.id:
@@ -416,7 +409,7 @@ class Site(SitePermissions):
         with self.lock:
             self.generation += 1
             page = self._current(page_id)
-            if page.parent_id is None:
+            if page.parent_id is None and page.kind != "blogpost":
                 raise SiteError("A space homepage cannot be trashed")
             if with_descendants:
                 for child in self._descendants(page):
@@ -437,14 +430,15 @@ class Site(SitePermissions):
             page = self.page(page_id)
             if page.status != "trashed":
                 raise SiteError(f"Page {page_id} is not in the trash")
-            self._claim_title(page.space_key, page.title)
+            self._claim_kind_title(page.space_key, page.title, page.kind, page.created_at)
             parent = self.pages.get(page.parent_id or "")
-            if parent is None or parent.status != "current":
+            if page.kind != "blogpost" and (parent is None or parent.status != "current"):
                 self._unlink_child(page)
                 page.parent_id = self.spaces[page.space_key].homepage_id
                 self._insert_child(page.parent_id, page)
             page.status = "current"
-            self._titles[(page.space_key, page.title)] = page.id
+            if page.kind == "page":
+                self._titles[(page.space_key, page.title)] = page.id
             return page
 
     def purge_page(self, page_id: str) -> None:
@@ -460,6 +454,7 @@ class Site(SitePermissions):
                     self.purge_page(child_id)
             for att_id in page.attachment_ids:
                 self.attachments.pop(att_id, None)
+            self._drop_comments(page.id)  # comments go with their page (sandbox/comments.py)
             self._children.pop(page.id, None)
             del self.pages[page.id]
 
@@ -474,52 +469,6 @@ class Site(SitePermissions):
             self.generation += 1
             page = self._current(page_id)
             page.labels = [label for label in page.labels if label.name != name]
-
-    def add_attachment(
-        self,
-        page_id: str,
-        filename: str,
-        *,
-        media_type: str | None = None,
-        file_size: int = 1024,
-        comment: str = "",
-        author: User | str | None = None,
-        when: datetime | str | None = None,
-        attachment_id: str | None = None,
-        file_id: str | None = None,
-    ) -> Attachment:
-        """Attachments have versions of their own; the page's version and lastModified stay."""
-        with self.lock:
-            self.generation += 1
-            page = self._current(page_id)
-            att_id = attachment_id or f"att{self.new_id()}"
-            digest = hashlib.md5(f"{att_id}:{filename}".encode()).hexdigest()  # noqa: S324 - an id
-            attachment = Attachment(
-                id=att_id,
-                page_id=page.id,
-                space_key=page.space_key,
-                title=filename,
-                media_type=media_type or _media_type(filename),
-                file_size=file_size,
-                file_id=file_id or str(uuid.UUID(digest)),
-                created_at=self.now(when),
-                author_id=_account(author) if author else self.default_user.account_id,
-                comment=comment,
-            )
-            self.attachments[att_id] = attachment
-            page.attachment_ids.append(att_id)
-            return attachment
-
-    def remove_attachment(self, page_id: str, filename: str) -> None:
-        with self.lock:
-            self.generation += 1
-            page = self._current(page_id)
-            for att_id in list(page.attachment_ids):
-                if self.attachments[att_id].title == filename:
-                    page.attachment_ids.remove(att_id)
-                    del self.attachments[att_id]
-                    return
-            raise SiteError(f"Page {page_id} has no attachment {filename!r}")
 
     # ----------------------------------------------------------------- reads (also the servers' view)
 
@@ -548,10 +497,6 @@ class Site(SitePermissions):
     def child_ids(self, page_id: str, *, status: str = "current") -> list[str]:
         with self.lock:
             return [cid for cid in self._children.get(str(page_id), []) if self.pages[cid].status == status]
-
-    def attachments_of(self, page_id: str) -> list[Attachment]:
-        with self.lock:
-            return [self.attachments[a] for a in self.page(page_id).attachment_ids]
 
     def iter_pages(self, space_key: str | None = None) -> Iterator[Page]:
         for page in list(self.pages.values()):
@@ -584,8 +529,10 @@ class Site(SitePermissions):
                 created_at=page.created_at,
                 last_modified=page.modified_at,
                 labels=tuple(label.name for label in page.labels),
-                attachments=tuple(self.attachments[a].title for a in page.attachment_ids),
+                attachments=tuple(a.title for a in self.attachments_of(page.id)),
                 body=page.body,
+                kind=page.kind,
+                ancestor_kinds=tuple(self.pages[a].kind for a in ancestors),
             )
 
     def search(self, cql: str, *, user: User | str | None = None) -> list[str]:
@@ -597,27 +544,29 @@ class Site(SitePermissions):
             docs = query.run(self, self.search_documents())
             return [d.id for d in docs if user is None or self.can_read(user, d)]
 
-    def search_documents(self) -> list[Page | Attachment]:
-        """What CQL sees: current pages and their attachments. Never anything in the trash."""
+    def search_documents(self) -> list[Page | Attachment | Comment]:
+        """What CQL sees: current pages, their current attachments and their comments. Never anything in
+        the trash."""
         with self.lock:
-            docs: list[Page | Attachment] = []
+            docs: list[Page | Attachment | Comment] = []
             for page in self.pages.values():
                 if page.status == "current":
                     docs.append(page)
-                    docs.extend(self.attachments[a] for a in page.attachment_ids)
+                    docs.extend(self.attachments_of(page.id))
+                    docs.extend(self.comments_of(page.id, roots_only=False))
             return docs
 
-    def words(self, item: Page | Attachment, field_name: str) -> frozenset[str]:
+    def words(self, item: Page | Attachment | Comment, field_name: str) -> frozenset[str]:
         """Lower-cased words of a title or of the page text, cached per version (CQL's ``~``)."""
         from confluence_assets.sandbox.cql import words_of
 
-        version = item.version if isinstance(item, Page) else 0
+        version = item.version  # pages and comments: edits are versions; attachments: a new upload
         key = (item.id, version, field_name)
         cached = self._words_cache.get(key)
         if cached is None:
             text = item.title
             if field_name == "text":
-                text = f"{item.title} {item.body}" if isinstance(item, Page) else item.title
+                text = f"{item.title} {getattr(item, 'body', '')}"  # attachments: their title only
             cached = words_of(text)
             self._words_cache[key] = cached
         return cached
@@ -684,23 +633,3 @@ def _same(a: str, b: str) -> bool:
 def _label_id(name: str) -> int:
     # Label ids are site-wide in Confluence: the same name has the same id on every page.
     return 1_000_000 + int.from_bytes(hashlib.sha1(name.encode()).digest()[:3], "big")  # noqa: S324
-
-
-_MEDIA_TYPES = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "svg": "image/svg+xml",
-    "pdf": "application/pdf",
-    "txt": "text/plain",
-    "csv": "text/csv",
-    "json": "application/json",
-    "zip": "application/zip",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-}
-
-
-def _media_type(filename: str) -> str:
-    return _MEDIA_TYPES.get(filename.rsplit(".", 1)[-1].lower(), "application/octet-stream")

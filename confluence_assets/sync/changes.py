@@ -1,9 +1,10 @@
 """Step 1 (changed_pages): find what changed in a space and stage it durably.
 
 One CQL search, bodies and versions expanded in the same requests, from the watermark minus an overlap
-window (or the whole space on the first run). Each page is classified against what is indexed:
-new / updated (version above the indexed one) / restored (was soft-deleted) / unchanged (skipped), and
-pages already staged by an unfinished run stay staged.
+window (or the whole space on the first run), of the selected content types: pages with the tree's other
+nodes (folders, whiteboards, databases, embeds: Cloud's, without a body) and blog posts. Each page is
+classified against what is indexed: new / updated (version above the indexed one) / restored (was
+soft-deleted) / unchanged (skipped), and pages already staged by an unfinished run stay staged.
 
 A result that comes without version information cannot be classified: it is skipped with its reason
 (``ChangeSummary.skipped``), the rest of the listing is staged. Each page brings its own read restriction
@@ -32,7 +33,7 @@ from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.permissions import UNKNOWN, page_restriction
-from confluence_assets.confluence.responses import page_version
+from confluence_assets.confluence.responses import listed_types, page_version
 from confluence_assets.sync import crashpoints, rendering, sources, staging
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,17 @@ def stage_changes(
     full: bool = False,
     reprocess: bool = False,
     rendered_macros: Iterable[str] = (),
+    content_types: Iterable[str] = ("page", "blogpost"),
 ) -> ChangeSummary:
     """Stage the space's new/updated pages, then the pages showing them, then fetch the rendering of
-    the ``rendered_macros`` kinds the staged pages need; ``conn`` must be in autocommit mode."""
+    the ``rendered_macros`` kinds the staged pages need; ``conn`` must be in autocommit mode.
+    ``content_types``: pages (and with them the tree's folders, whiteboards, databases, embeds), blog
+    posts, or both; each goes through the same steps."""
     source_id = source_id_for(space_key)
     sources.ensure_source(conn, space_key, base_url=api.site_base)
     state = sources.get_sync_state(conn, source_id)
     since = None if full or state.watermark is None else state.watermark - overlap
-    cql = space_pages_cql(space_key, since, zone=zone)
+    cql = space_pages_cql(space_key, since, zone=zone, types=listed_types(content_types))
     summary = ChangeSummary(cql=cql, full_load=since is None)
 
     indexed = {

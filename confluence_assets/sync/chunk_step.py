@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import page_url
+from confluence_assets.content.metadata import breadcrumb_prefix
 from confluence_assets.sync import crashpoints, staging
 from confluence_assets.sync.staging import FailedPage
 
@@ -61,10 +62,13 @@ def chunk_staged(
     source_id = source_id_for(space_key)
     summary = ChunkSummary()
     for rows in staging.to_chunk(conn, source_id, BATCH):
+        kinds = _content_types(conn, [r[0] for r in rows])
         with conn.transaction(), conn.cursor() as cur:
             for page_id, title, version, last_modified, markdown, webui in rows:
                 url = page_url(base_url, {"id": page_id, "_links": {"webui": webui}}, space_key)
+                kind, prefix = kinds.get(page_id, ("page", []))
                 meta = {"page_id": page_id, "page_title": title, "page_url": url, "space_key": space_key}
+                meta |= {"content_type": kind, "breadcrumb_prefix": prefix}
                 try:
                     chunks = chunker(
                         markdown or "",
@@ -91,12 +95,28 @@ def chunk_staged(
     return summary
 
 
+def _content_types(conn: psycopg.Connection, page_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Each converted page's content type and breadcrumb prefix (a blog post's space, "Blog" and day), as
+    page_metadata stored them with the page."""
+    return {
+        pid: (kind or "page", breadcrumb_prefix({"content_type": kind, "space_key": key, "posted_on": day}))
+        for pid, kind, key, day in conn.execute(
+            """SELECT page_id, content_type, metadata->>'space_key', metadata->>'posted_on'
+               FROM confluence_pages WHERE page_id = ANY(%s)""",
+            (page_ids,),
+        )
+    }
+
+
 def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tuple:
+    meta = dict(meta)
+    prefix = meta.pop("breadcrumb_prefix", [])
     metadata = {
         "source_type": "confluence",
         **meta,
         "section_title": c.section_title,
-        "breadcrumb": c.breadcrumb,
+        # Search shows the stored ancestors' titles, then this: a blog post (no ancestors) its blog and day.
+        "breadcrumb": [*prefix, *c.breadcrumb],
         "content_hash": c.content_hash,
         "chunk_index": c.index,
         "token_count": c.token_count,

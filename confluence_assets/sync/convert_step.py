@@ -22,6 +22,7 @@ import psycopg
 
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.permissions import UNKNOWN, page_restriction
+from confluence_assets.confluence.responses import TREE_NODE_TYPES, content_type
 from confluence_assets.sync import access, crashpoints, page_tree, rendering, staging
 from confluence_assets.sync.staging import FailedPage
 
@@ -101,6 +102,17 @@ def known_users(conn: psycopg.Connection, source_id: str) -> dict[str, str]:
     return users
 
 
+def _with_body(page: dict) -> dict:
+    """A tree node (folder, whiteboard, database, embed) has no storage body, whatever the listing expanded:
+    it converts as an empty page (its title is what it is found by), never as a failure."""
+    if content_type(page) in TREE_NODE_TYPES:
+        body = page.get("body") if isinstance(page.get("body"), dict) else {}
+        storage = body.get("storage") if isinstance(body.get("storage"), dict) else {}
+        if not isinstance(storage.get("value"), str):
+            page["body"] = {**body, "storage": {**storage, "value": "", "representation": "storage"}}
+    return page
+
+
 def convert_staged(
     conn: psycopg.Connection,
     space_key: str,
@@ -129,7 +141,7 @@ def convert_staged(
         done, failed = [], []
         for page_id, title, payload in rows:
             try:
-                page = json.loads(payload)
+                page = _with_body(json.loads(payload))
                 converted = convert(page, base_url, resolve_title=resolve_title, users=users, macros=macros)
                 done.append((page_id, page, converted))
             except conversion_error as exc:

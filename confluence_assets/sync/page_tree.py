@@ -1,5 +1,7 @@
-"""The page tree as confluence_pages stores it: a page upserted with its materialised ``path``, and what
-Confluence does not report as modified kept right by us, in the transaction that changed the tree.
+"""The page tree as confluence_pages stores it: a page upserted with its materialised ``path`` and its
+``content_type`` (pages, blog posts outside the tree, and the tree's folders, whiteboards, databases and
+embeds, whose moves re-path what is below them like a page's), and what Confluence does not report as
+modified kept right by us, in the transaction that changed the tree.
 
 - When a page moves or is renamed, its descendants' ``path`` column and their ``metadata.path`` and
   ``metadata.ancestors`` follow (a move makes no new version, so they are not re-staged).
@@ -102,12 +104,14 @@ def store_page(
     title = page.get("title") or ""
     conn.execute(
         """INSERT INTO confluence_pages
-             (page_id, source_id, space_key, title, version, last_modified, path, metadata, is_deleted, deleted_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, FALSE, NULL)
+             (page_id, source_id, space_key, title, version, last_modified, path, metadata, content_type,
+              is_deleted, deleted_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, FALSE, NULL)
            ON CONFLICT (page_id) DO UPDATE SET
              source_id = EXCLUDED.source_id, space_key = EXCLUDED.space_key, title = EXCLUDED.title,
              version = EXCLUDED.version, last_modified = EXCLUDED.last_modified, path = EXCLUDED.path,
-             metadata = EXCLUDED.metadata, is_deleted = FALSE, deleted_at = NULL, updated_at = now()""",
+             metadata = EXCLUDED.metadata, content_type = EXCLUDED.content_type, is_deleted = FALSE,
+             deleted_at = NULL, updated_at = now()""",
         (
             page_id,
             source_id,
@@ -117,6 +121,7 @@ def store_page(
             version.get("when"),
             converted.path,
             Jsonb(converted.metadata),
+            converted.metadata.get("content_type") or "page",
         ),
     )
     parents.update(p for p in (page_id, parent_of(converted.path)) if p)

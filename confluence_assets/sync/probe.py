@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,7 @@ from confluence_assets.confluence.client import ConfluenceAPI, FirstMatch
 from confluence_assets.confluence.cql import space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceError
 from confluence_assets.confluence.keys import SOURCE_ID_PREFIX, source_id_for
-from confluence_assets.confluence.responses import page_version, parse_when
+from confluence_assets.confluence.responses import BLOGPOST, PAGE, listed_types, page_version, parse_when
 from confluence_assets.sync import staging
 
 
@@ -59,8 +59,10 @@ def _states(conn: psycopg.Connection, space_keys: list[str]) -> dict[str, _Space
     }
 
 
-def _newest_change(api: ConfluenceAPI, space_key: str, since, overlap: timedelta, zone: ZoneInfo | None) -> FirstMatch:
-    return api.first_match(space_pages_cql(space_key, since - overlap, zone=zone, newest_first=True))
+def _newest_change(
+    api: ConfluenceAPI, space_key: str, since, overlap: timedelta, zone: ZoneInfo | None, types: tuple[str, ...]
+) -> FirstMatch:
+    return api.first_match(space_pages_cql(space_key, since - overlap, zone=zone, newest_first=True, types=types))
 
 
 def probe_spaces(
@@ -72,9 +74,11 @@ def probe_spaces(
     zone: ZoneInfo | None,
     workers: int = 8,
     budget_seconds: float = 40.0,
+    content_types: Iterable[str] = (PAGE, BLOGPOST),
 ) -> tuple[list[ProbeResult], list[str]]:
     """Probe spaces concurrently within a time budget. Returns the results and the keys not reached."""
     states = _states(conn, space_keys)
+    types = listed_types(content_types)  # what changed_pages lists: a new blog post or folder is a change
     today = datetime.now(UTC).date().isoformat()
     results: dict[str, ProbeResult] = {}
     to_probe: list[str] = []
@@ -97,7 +101,7 @@ def probe_spaces(
     def probe(key: str) -> FirstMatch:
         if not hasattr(local, "api"):
             local.api = make_api()
-        return _newest_change(local.api, key, parse_when(states[key].watermark), overlap, zone)
+        return _newest_change(local.api, key, parse_when(states[key].watermark), overlap, zone, types)
 
     # Not a `with` block: its exit waits for every request still running, the budget's whole point.
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="confluence-probe")

@@ -1,6 +1,9 @@
 """Reconciliation: compare every live page id of a space with confluence_pages.
 
-CQL never returns trashed or purged pages, so deletions are found only by comparing full id sets. The
+CQL never returns trashed or purged pages, so deletions are found only by comparing full id sets: of
+pages, blog posts and the tree's folders, whiteboards, databases and embeds (content types as the sync's).
+A page's parent is the same here as in page_metadata's path, a folder too (v2 ``parentId`` whatever its
+``parentType``; the v1 ``ancestors`` page_metadata reads include folders), so the two agree on every run. The
 listing runs to its last cursor before anything is compared; if it fails part-way the function raises
 and nothing is deleted (an incomplete list must never look like deletions).
 
@@ -30,15 +33,16 @@ from datetime import UTC, datetime
 import psycopg
 
 from confluence_assets.confluence.client import ConfluenceAPI
-from confluence_assets.confluence.cql import page_ids_cql
+from confluence_assets.confluence.cql import page_ids_cql, space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
-from confluence_assets.confluence.responses import page_version
+from confluence_assets.confluence.responses import BLOGPOST, PAGE, TREE_NODE_TYPES, listed_types, page_version
 from confluence_assets.sync import page_tree, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 50  # ids per CQL `id in (...)` request (bodies expanded: Confluence caps at 50)
+NODE_PAGE = 200  # tree nodes per CQL request (version and ancestors expanded, no body: Confluence caps at 200)
 
 
 @dataclass
@@ -91,37 +95,49 @@ class LivePage:
     parent_id: str | None
 
 
-def list_live_pages(api: ConfluenceAPI, space_key: str) -> dict[str, LivePage]:
-    """Every current page of the space (version and parent), listed to the last cursor.
+def _last_ancestor(content: dict) -> str | None:
+    ancestors = content.get("ancestors") or []
+    return str(ancestors[-1]["id"]) if ancestors else None
 
-    Cloud: v2 ``/spaces/{id}/pages`` (ids, versions and parent ids, 250 per request, no bodies). Data
-    Center has no v2 API (404): v1 ``/content?spaceKey=`` with ``expand=version,ancestors`` instead.
+
+def list_live_pages(
+    api: ConfluenceAPI, space_key: str, content_types: Iterable[str] = (PAGE, BLOGPOST)
+) -> dict[str, LivePage]:
+    """Every current page, blog post and tree node of the space (version and parent), listed to the last
+    cursor; ``content_types`` as the sync's (pages bring the tree's folders, whiteboards, databases and
+    embeds with them).
+
+    Cloud: v2 ``/spaces/{id}/pages`` and ``/spaces/{id}/blogposts`` (ids, versions and parent ids, 250 per
+    request, no bodies); the parent is the page's ``parentId`` whatever its ``parentType`` (a folder
+    too, as page_metadata's path has it from the v1 ancestors). Tree nodes have no space-wide v2 listing:
+    CQL lists them with their versions and ancestors. Data Center has no v2 API (404) and no tree nodes:
+    v1 ``/content?spaceKey=&type=`` with ``expand=version,ancestors`` instead.
     """
     validate_space_key(space_key)
+    types = set(content_types)
     try:
         found = api.get_json("api/v2/spaces", {"keys": space_key}).get("results") or []
     except ConfluenceNotFoundError:
-        pages = api.paginate(
-            "rest/api/content",
-            {"spaceKey": space_key, "type": "page", "status": "current", "limit": 200, "expand": "version,ancestors"},
-        )
-        return {
-            str(p["id"]): LivePage(
-                int((p.get("version") or {}).get("number") or 0),
-                str(p["ancestors"][-1]["id"]) if p.get("ancestors") else None,
-            )
-            for p in pages
-        }
+        live: dict[str, LivePage] = {}
+        for kind in (k for k in (PAGE, BLOGPOST) if k in types):
+            params = {"spaceKey": space_key, "type": kind, "status": "current", "limit": 200}
+            for p in api.paginate("rest/api/content", {**params, "expand": "version,ancestors"}):
+                live[str(p["id"])] = LivePage(int((p.get("version") or {}).get("number") or 0), _last_ancestor(p))
+        return live
     if not found:
         raise ConfluenceNotFoundError(f"space {space_key} is not visible to these credentials")
-    pages = api.paginate(f"api/v2/spaces/{found[0]['id']}/pages", {"limit": 250, "status": "current"})
-    return {
-        str(p["id"]): LivePage(
-            int((p.get("version") or {}).get("number") or 0),
-            str(p["parentId"]) if p.get("parentId") and p.get("parentType", "page") == "page" else None,
-        )
-        for p in pages
-    }
+    space_id = found[0]["id"]
+    live = {}
+    for kind, collection in ((PAGE, "pages"), (BLOGPOST, "blogposts")):
+        if kind in types:
+            for p in api.paginate(f"api/v2/spaces/{space_id}/{collection}", {"limit": 250, "status": "current"}):
+                version = int((p.get("version") or {}).get("number") or 0)
+                live[str(p["id"])] = LivePage(version, str(p["parentId"]) if p.get("parentId") else None)
+    if PAGE in types:
+        cql = space_pages_cql(space_key, types=TREE_NODE_TYPES)
+        for n in api.search_pages(cql, expand="version,ancestors", limit=NODE_PAGE):
+            live[str(n["id"])] = LivePage(int((n.get("version") or {}).get("number") or 0), _last_ancestor(n))
+    return live
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -136,6 +152,7 @@ def reconcile_space(
     *,
     run_id: str | None = None,
     rendered_macros: Iterable[str] = (),
+    content_types: Iterable[str] = (PAGE, BLOGPOST),
 ) -> ReconcileSummary:
     """Reconcile one space; ``conn`` must be in autocommit mode. The pages it stages get what
     changed_pages' do (sync/rendering.py): their dependents staged again, their ``rendered_macros``
@@ -144,7 +161,8 @@ def reconcile_space(
     calls_before = api.stats.attempts
     source_id = source_id_for(space_key)
     sources.ensure_source(conn, space_key, base_url=api.site_base)
-    live = list_live_pages(api, space_key)  # raises on any failure: nothing below runs
+    content_types = tuple(content_types)
+    live = list_live_pages(api, space_key, content_types)  # raises on any failure: nothing below runs
     summary = ReconcileSummary(live_pages=len(live))
 
     stored = {
@@ -182,7 +200,9 @@ def reconcile_space(
 
     followed: dict[str, rendering.StagedPage] = {}
     for kind, ids in (("restored", restored), ("requeued", missed)):
-        staged = _stage_by_id(api, conn, source_id, ids, kind, run_id, summary.skipped, followed)
+        staged = _stage_by_id(
+            api, conn, source_id, ids, kind, run_id, summary.skipped, followed, listed_types(content_types)
+        )
         getattr(summary, kind).extend(staged)
         vanished = sorted(set(ids) - set(staged) - {pid for pid, _ in summary.skipped})
         if vanished:
@@ -208,12 +228,13 @@ def _stage_by_id(
     run_id: str | None,
     skipped: list[tuple[str, str]],
     followed: dict[str, rendering.StagedPage],
+    types: tuple[str, ...] = (PAGE,),
 ) -> list[str]:
     """Fetch pages by id with their bodies and stage them; pages gone meanwhile are left out, pages that
     came without version information are added to ``skipped`` with the reason."""
     staged: list[str] = []
     for batch in _batches(ids, FETCH_BATCH):
-        pages = list(api.search_pages(page_ids_cql(batch)))
+        pages = list(api.search_pages(page_ids_cql(batch, types)))
         rows = []
         for page in pages:
             try:
