@@ -203,25 +203,24 @@ def test_metadata_queries_and_the_cli_apply_the_same_permissions(synced):
     assert answer["withheld"] in (None, 0)  # a named principal learns nothing about what is hidden
 
 
-def test_a_page_below_a_folder_stays_hidden_until_folder_restrictions_are_synced():
-    """Cloud lists folders among a page's ancestors; a folder may carry a read restriction we do not read
-    yet, so its pages are unknown (hidden), never open."""
-    from confluence_assets.confluence.permissions import BELOW_FOLDER, page_restriction
-
-    expansion = {
-        "read": {
-            "operation": "read",
-            "restrictions": {
-                "user": {"results": [], "start": 0, "limit": 100, "size": 0},
-                "group": {"results": [], "start": 0, "limit": 100, "size": 0},
-            },
-        }
-    }
-    in_pages = {"id": "7", "restrictions": expansion, "ancestors": [{"id": "1", "type": "page"}]}
-    below_folder = {**in_pages, "ancestors": [{"id": "1", "type": "page"}, {"id": "2", "type": "folder"}]}
-    assert page_restriction(in_pages).status == "ok"
-    hidden = page_restriction(below_folder)
-    assert hidden.status == "unknown" and hidden.error == BELOW_FOLDER
+def test_a_folder_restriction_limits_the_pages_below_it(synced):
+    """Cloud folders are content with restrictions of their own: the listing brings them, they sit on their
+    pages' paths, and a restricted folder hides its pages from who may not read it, as Confluence does."""
+    site, perms, sandbox, db_url, instance, resources = synced
+    seen = Counter()
+    with _service(sandbox, db_url) as service:
+        for key in perms.corpus.space_keys:
+            inside = site.pages[perms.cases[f"{key}:page_in_restricted_folder"]]
+            shared = site.pages[perms.cases[f"{key}:page_in_open_folder"]]
+            assert site.pages[inside.parent_id].kind == "folder"
+            for principal in [None, *list(perms.users)[:15]]:
+                for page, words in ((inside, "quarterly board minutes audit"), (shared, "shared handbook every reader")):
+                    # Nobody named: what every reader of the space may open (no restriction on the path).
+                    readable = unrestricted(site, page.id) if principal is None else site.can_read(principal, page)
+                    assert _visible(service, principal, page.id, words) == readable, (key, principal, page.title)
+                    if page is inside and principal and site.can_read_space(principal, key):
+                        seen["reader" if readable else "kept out by the folder"] += 1
+    assert seen["reader"] and seen["kept out by the folder"], seen  # both sides of the restriction exercised
 
 
 def _visible(service: SearchService, principal: str | None, page_id: str, title: str) -> bool:

@@ -9,7 +9,9 @@ the parsed JSON; the only requests made are through the ``fetch`` callable a cal
 Fail closed: a restriction is ``ok`` only when the expansion is there and complete; a missing expansion,
 a list that may be longer than shown and could not be completed, or a subject without an id make it
 ``unknown`` (the page and its descendants are hidden until a later read succeeds). ``update``
-restrictions never limit viewing and are not read.
+restrictions never limit viewing and are not read. Cloud's folders (and whiteboards, databases, embeds)
+are content too: the same listing brings them with their own read restriction, they are stored on their
+pages' paths, and a restriction on one limits everything below it as a restricted page does.
 
 The sync keeps what it did to a payload's restriction under :data:`SYNC_KEY` of ``restrictions.read``:
 when the listing that brought it started (``read_at``), whether truncated lists were completed, and why
@@ -26,7 +28,6 @@ from typing import Any
 from confluence_assets.confluence import errors
 
 RESTRICTION_EXPAND = "restrictions.read.restrictions.user,restrictions.read.restrictions.group"
-BELOW_FOLDER = "it is below a folder or other non-page content whose restrictions are not synced yet"
 SUBJECT_KINDS = ("user", "group")
 SUBJECT_PAGE = 100  # subjects per byOperation/read request (Cloud's default and cap)
 MAX_SUBJECT_REQUESTS = 100  # per page: 10,000 users or groups, far beyond any real restriction
@@ -165,10 +166,6 @@ def page_restriction(page: Mapping[str, Any]) -> PageRestriction:
         return PageRestriction(page_id, UNKNOWN, error="its read restriction was not expanded in the listing")
     sync = _dict(read.get(SYNC_KEY))
     read_at = _when(sync.get("read_at"))
-    ancestors = page.get("ancestors")
-    if isinstance(ancestors, list) and any(_dict(a).get("type", "page") != "page" for a in ancestors):
-        # A Cloud folder (or whiteboard, database) on the path may carry a restriction we do not read yet.
-        return PageRestriction(page_id, UNKNOWN, error=BELOW_FOLDER, read_at=read_at)
     if sync.get("error"):
         return PageRestriction(page_id, UNKNOWN, error=str(sync["error"]), read_at=read_at)
     subjects = read["restrictions"]

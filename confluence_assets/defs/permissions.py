@@ -54,7 +54,12 @@ def build_permission_assets(
         with space_step(context, database) as step:
             api = confluence.api()
             summary = refresh_space_permissions(
-                api, step.conn, step.space_key, run_id=context.run_id, rendered_macros=confluence.rendered_macros
+                api,
+                step.conn,
+                step.space_key,
+                run_id=context.run_id,
+                rendered_macros=confluence.rendered_macros,
+                content_types=confluence.content_types,
             )
             step.record(summary.metrics())
         now = summary.access

@@ -269,12 +269,16 @@ class SitePermissions:
             return True
 
     def readable_page_ids(self, user: User | str | None, space_key: str | None = None) -> set[str]:
-        """Ids of the current pages ``user`` may view (in one space, or everywhere)."""
+        """Ids of the current pages ``user`` may view (in one space, or everywhere); pages only, as
+        ``type = page`` lists them (folders, blog posts and other content are not pages)."""
         with self.lock:
             return {
                 p.id
                 for p in self.pages.values()
-                if p.status == "current" and space_key in (None, p.space_key) and self.can_read(user, p)
+                if p.status == "current"
+                and p.kind == "page"
+                and space_key in (None, p.space_key)
+                and self.can_read(user, p)
             }
 
     def readers_of(self, page_id: str) -> set[str]:
@@ -626,6 +630,17 @@ def _restrict_tree(
         nested = tree[parent][1]
         site.restrict_page(nested, [rng.choice(people)], groups=[g[1], sync])
         cases["nested_restriction"] = nested
+    # Cloud folders in the tree: one restricted (its pages inherit it, as below a restricted page), one open.
+    closed = site.create_folder(key, f"Board papers {key}", parent_id=home)  # type: ignore[attr-defined]
+    site.restrict_page(closed.id, groups=[g[0], sync])
+    cases["restricted_folder"] = closed.id
+    cases["page_in_restricted_folder"] = site.create_page(
+        key, f"Board minutes {key}", "<p>The quarterly board minutes and the audit findings.</p>", parent_id=closed.id
+    ).id
+    shared = site.create_folder(key, f"Shared papers {key}", parent_id=home)  # type: ignore[attr-defined]
+    cases["page_in_open_folder"] = site.create_page(
+        key, f"Shared handbook {key}", "<p>The shared handbook for every reader of the space.</p>", parent_id=shared.id
+    ).id
     edit_only = next(p for p in reversed(tree[home]) if p not in (parent, open_parent))
     site.restrict_page(edit_only, [rng.choice(people)], operation="update")
     cases["edit_only"] = edit_only

@@ -26,7 +26,7 @@ import psycopg
 
 from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import page_ids_cql
-from confluence_assets.confluence.responses import page_version
+from confluence_assets.confluence.responses import listed_types, page_version
 from confluence_assets.content.macro_scan import EMPTY_SCAN, TREE, VIEW_ONLY, MacroScan, scan_storage
 from confluence_assets.sync import page_tree, staging
 
@@ -34,6 +34,7 @@ from confluence_assets.sync import page_tree, staging
 # the answer is never a full page, which Confluence follows with a `next` link and one more request.
 MAX_PAGE = 50
 REPORTS = sorted(k for k in VIEW_ONLY if k != "jira")  # macros that may list any page of the site
+EVERY_TYPE = listed_types(("page", "blogpost"))  # a stored id may be a page, a blog post or a tree node
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ def stage_again(
         batch = ids[start : start + size]
         before = api.stats.attempts
         rows = []
-        for page in api.search_pages(page_ids_cql(batch)):
+        for page in api.search_pages(page_ids_cql(batch, types=EVERY_TYPE)):
             try:
                 version, when = page_version(page)
             except ValueError as exc:

@@ -45,13 +45,14 @@ from confluence_assets.confluence.permissions import (
     page_restriction,
     space_readers,
 )
+from confluence_assets.confluence.responses import listed_types
 from confluence_assets.sync import access, dependents, page_tree, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
 SUMMARY_KEY = "permissions"  # archon_sources.metadata: the space's permission summary (what the UI shows)
-# The listing's expansions: the restriction, and the ancestors (a page below a folder stays unknown, as
-# page_restriction decides from them). No body: Confluence allows 200 results a request.
+# The listing's expansions: the restriction, and the ancestors (a moved page shows in them). No body:
+# Confluence allows 200 results a request.
 LISTING_EXPAND = f"ancestors,{RESTRICTION_EXPAND}"
 # A page listed under another parent is hidden, with its subtree, until page_metadata stores its new place
 # (the search follows the stored path); it is staged again in the same run.
@@ -135,6 +136,7 @@ def refresh_space_permissions(
     *,
     run_id: str | None = None,
     rendered_macros: Iterable[str] = (),
+    content_types: Iterable[str] = ("page", "blogpost"),
 ) -> PermissionSummary:
     """Refresh the space's read principals and the restriction of every stored page of it; ``conn`` in
     autocommit mode. Pages showing a page whose permissions narrowed are withdrawn in the same transaction
@@ -155,7 +157,8 @@ def refresh_space_permissions(
     parents: dict[str, str | None] = {}
     failure: errors.ConfluenceError | None = None
     try:
-        for page in api.search_pages(space_pages_cql(space_key), expand=LISTING_EXPAND, limit=PERMISSIONS_PAGE):
+        listing = space_pages_cql(space_key, types=listed_types(content_types))  # what the sync stores
+        for page in api.search_pages(listing, expand=LISTING_EXPAND, limit=PERMISSIONS_PAGE):
             restriction = page_restriction(page)
             listed.append(restriction)
             parents[restriction.page_id] = _listed_parent(page)
