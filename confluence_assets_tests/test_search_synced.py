@@ -68,17 +68,19 @@ def _service(synced) -> SearchService:
     return SearchService(connect(synced["db_url"], autocommit=True), embedder)
 
 
-def test_two_hundred_known_item_queries_find_their_page_in_the_top_3(synced):
+# CI runs 80 of each kind (about 15 s); the whole 200 (about 45 s) run with --run-slow.
+@pytest.mark.parametrize("count", [80, pytest.param(200, marks=pytest.mark.slow)])
+def test_known_item_queries_find_their_page_in_the_top_3(synced, count):
     service = _service(synced)
     try:
-        items = generate_known_item_queries(service.conn, 200, seed=7, spaces=(synced["key"], "QM"))
-        assert len(items) == 200
-        assert len({i.page_id for i in items}) >= 100  # spread over many pages, both spaces
+        items = generate_known_item_queries(service.conn, count, seed=7, spaces=(synced["key"], "QM"))
+        assert len(items) == count
+        assert len({i.page_id for i in items}) >= count // 2  # spread over many pages, both spaces
         report = evaluate(lambda q: service.search(q, limit=3), items, k=3)
         # Harder: phrases whose words occur on up to three pages, so the keyword side alone cannot single
         # the page out, searched hybrid and by vector only.
         shared = generate_known_item_queries(
-            service.conn, 200, seed=11, spaces=(synced["key"], "QM"), max_matching_pages=3, windows_per_try=2
+            service.conn, count, seed=11, spaces=(synced["key"], "QM"), max_matching_pages=3, windows_per_try=2
         )
         ambiguous = sum(1 for i in shared if i.matching_pages > 1)
         hybrid = evaluate(lambda q: service.search(q, limit=3), shared, k=3)
@@ -87,9 +89,9 @@ def test_two_hundred_known_item_queries_find_their_page_in_the_top_3(synced):
         service.close()
     print(report.summary(), "|", hybrid.summary(), f"({ambiguous} ambiguous) |", vector.summary(), "(vector)")
     assert report.hit_rate >= 0.95, report.summary()
-    assert len(shared) == 200 and ambiguous >= 40, ambiguous
+    assert len(shared) == count and ambiguous >= count // 5, ambiguous
     assert hybrid.hit_rate >= 0.95, hybrid.summary()
-    assert vector.hit_rate >= 0.80, vector.summary()  # 87% measured: a lexical stand-in, 6-word phrases
+    assert vector.hit_rate >= 0.80, vector.summary()  # 87% measured on 200: a lexical stand-in, 6-word phrases
 
 
 def test_filters_narrow_to_the_pages_the_sandbox_says(synced):
