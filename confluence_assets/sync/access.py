@@ -140,6 +140,18 @@ class SpaceReadersState:
         return self.anonymous or (not other.anonymous and other.users <= self.users and other.groups <= self.groups)
 
 
+def space_readers_of(conn: psycopg.Connection, space_keys: Sequence[str]) -> dict[str, SpaceReadersState]:
+    """The stored readers of the spaces (by key) whose permissions are known."""
+    return {
+        key: SpaceReadersState(bool(anonymous), frozenset(users or ()), frozenset(groups or ()))
+        for key, anonymous, users, groups in conn.execute(
+            """SELECT space_key, anonymous_access, reader_account_ids, reader_group_ids
+               FROM confluence_space_permissions WHERE status = %s AND space_key = ANY(%s)""",
+            (OK, list(space_keys)),
+        )
+    }
+
+
 def space_readers_state(conn: psycopg.Connection, source_id: str) -> SpaceReadersState | None:
     """The space's stored readers; None when they are not known (nobody is let in)."""
     row = conn.execute(

@@ -45,7 +45,7 @@ from confluence_assets.confluence.responses import page_url
 from confluence_assets.content.links import space_key_from
 from confluence_assets.content.macro_scan import IncludeRef
 from confluence_assets.content.rendered import IncludedPage
-from confluence_assets.sync import dependents, staging
+from confluence_assets.sync import access, dependents, staging
 from confluence_assets.sync.dependents import StagedPage  # noqa: F401 - the steps name it as rendering.StagedPage
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class StoredSources:
         self._pages: dict[tuple, IncludedPage | None] = {}
         self._chains: dict[str, tuple[str, tuple[str, ...]] | None] = {}  # page -> (space, path ids)
         self._open: dict[str, bool] = {}  # page -> its restriction is known and restricts no reader
-        self._spaces: dict[str, tuple[bool, frozenset[str], frozenset[str]] | None] = {}
+        self._spaces: dict[str, access.SpaceReadersState | None] = {}
 
     def page(self, space_key: str | None, title: str | None, page_id: str | None) -> IncludedPage | None:
         key = (page_id, space_key or self.space_key, title)
@@ -275,16 +275,9 @@ class StoredSources:
         todo = [k for k in (target, space) if k not in self._spaces]
         if todo:
             self._spaces.update(dict.fromkeys(todo))
-            for key, anonymous, users, groups in self.conn.execute(
-                """SELECT space_key, anonymous_access, reader_account_ids, reader_group_ids
-                   FROM confluence_space_permissions WHERE status = 'ok' AND space_key = ANY(%s)""",
-                (todo,),
-            ):
-                self._spaces[key] = (bool(anonymous), frozenset(users or ()), frozenset(groups or ()))
+            self._spaces.update(access.space_readers_of(self.conn, todo))
         theirs, ours = self._spaces[target], self._spaces[space]
-        if theirs is None or ours is None:
-            return False
-        return theirs[0] or (not ours[0] and ours[1] <= theirs[1] and ours[2] <= theirs[2])
+        return theirs is not None and ours is not None and theirs.lets_in_all_of(ours)
 
 
 def _unrestricted(subjects: Any) -> bool | None:
