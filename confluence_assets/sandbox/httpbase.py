@@ -92,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s " + format, self.address_string(), *args)
 
-    def _serve(self) -> None:
+    def _serve(self) -> Response | None:
+        """The response to this request (None when the connection was reset instead)."""
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -114,25 +115,29 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(decision.delay)
             if decision.reset:
                 self._reset()
-                return
+                return None
             if decision.status is not None:
-                self._write(app.fault_response(request, decision))
-                return
+                return app.fault_response(request, decision)
             request.empty_page = decision.empty_page
         try:
             response = app.handle(request)
         except Exception:  # a sandbox bug must look like a server error, not a hung client
             log.exception("sandbox error on %s %s", request.method, request.target)
             response = app.fault_response(request, Decision(status=500))
-        self._write(response)
+        return response
 
     def _serve_counted(self) -> None:
+        # A request stops counting as in flight before its response is written: once the client has the
+        # last byte it may start its next request (from another process, after a pool slot changed hands)
+        # while this thread has not yet been scheduled again, and that must not read as one request too many.
         stats = self.server.owner.stats
         stats.begin()
         try:
-            self._serve()
+            response = self._serve()
         finally:
             stats.end()
+        if response is not None:
+            self._write(response)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve_counted  # noqa: N815 - http.server's naming
 
