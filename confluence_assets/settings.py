@@ -28,6 +28,11 @@ CONFLUENCE_PAT = "CONFLUENCE_PAT"  # Data Center: personal access token (Bearer)
 CONFLUENCE_SITE_TIMEZONE = "CONFLUENCE_SITE_TIMEZONE"  # IANA name; CQL dates are evaluated in it
 CONFLUENCE_RENDERED_MACROS = "CONFLUENCE_RENDERED_MACROS"  # macro kinds whose rendered output is fetched
 CONFLUENCE_CONTENT_TYPES = "CONFLUENCE_CONTENT_TYPES"  # page, blogpost: what the sync lists and reconciles
+CONFLUENCE_ATTACHMENTS = "CONFLUENCE_ATTACHMENTS"  # on | off: attachments' text indexed with their page
+CONFLUENCE_ATTACHMENT_MAX_MB = "CONFLUENCE_ATTACHMENT_MAX_MB"  # larger attachments are listed, not downloaded
+CONFLUENCE_ATTACHMENT_TIMEOUT_SECONDS = "CONFLUENCE_ATTACHMENT_TIMEOUT_SECONDS"  # per download and per extraction
+CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS = "CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS"  # an attachment's text is cut there
+CONFLUENCE_COMMENTS = "CONFLUENCE_COMMENTS"  # on | off: footer and inline comments indexed with their page
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -89,6 +94,7 @@ DEFAULT_RENDERED_MACROS = RENDERABLE_MACROS
 CONTENT_TYPES = ("page", "blogpost")
 DEFAULT_CONTENT_TYPES = CONTENT_TYPES
 DEFAULT_HOME = "~/.confluence-assets"
+SWITCHES = ("on", "off")
 
 _CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
 
@@ -112,6 +118,23 @@ class ConfluenceSettings:
     site_timezone: str | None = None
     rendered_macros: tuple[str, ...] = DEFAULT_RENDERED_MACROS
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+
+
+@dataclass(frozen=True)
+class AttachmentSettings:
+    """What of a page besides its body is indexed with it: its attachments' text and its comments."""
+
+    enabled: bool = True
+    max_mb: int = 50
+    timeout_seconds: float = 30.0
+    # About 100 chunks: a 5 MB CSV export would otherwise be a thousand embeddings of one file.
+    max_text_chars: int = 300_000
+    comments: bool = True
+
+    @property
+    def child_types(self) -> tuple[str, ...]:
+        """The CQL types of a page's content the sync follows besides its body: comment, attachment."""
+        return (*(("comment",) if self.comments else ()), *(("attachment",) if self.enabled else ()))
 
 
 @dataclass(frozen=True)
@@ -171,6 +194,7 @@ class Settings:
     spaces: SpaceSelectionSettings = field(default_factory=SpaceSelectionSettings)
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     # Names of the variables that are set (not their values): what resources wire as EnvVar.
     present: frozenset[str] = frozenset()
 
@@ -361,6 +385,13 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             latency_seconds=float(r.number(SANDBOX_LATENCY, 0.0, kind=float)),
             confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
             embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
+        ),
+        attachments=AttachmentSettings(
+            enabled=r.choice(CONFLUENCE_ATTACHMENTS, "on", SWITCHES) == "on",
+            max_mb=int(r.number(CONFLUENCE_ATTACHMENT_MAX_MB, 50, minimum=1)),
+            timeout_seconds=float(r.number(CONFLUENCE_ATTACHMENT_TIMEOUT_SECONDS, 30.0, kind=float, minimum=1)),
+            max_text_chars=int(r.number(CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS, 300_000, minimum=1000)),
+            comments=r.choice(CONFLUENCE_COMMENTS, "on", SWITCHES) == "on",
         ),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )

@@ -253,6 +253,7 @@ DETERMINISTIC_POINTS = {
     "initial": (
         "stage_batch:4",  # mid-pagination: 400 pages staged, the listing half done
         "convert_batch:7",  # 350 pages converted, confluence_pages half written
+        "attachment_batch:9",  # 450 pages' attachments and comments stored, none of them chunked yet
         "chunk_batch:12",  # 600 pages chunked
         "embed_batch:2",  # 1,024 chunks embedded into staging
         "swap_inside:1",  # inside the first page's swap transaction

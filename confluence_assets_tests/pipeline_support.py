@@ -31,15 +31,26 @@ confluence_spaces = ASSETS.confluence_spaces
 changed_pages = ASSETS.changed_pages
 page_reconciliation = ASSETS.page_reconciliation
 page_metadata = ASSETS.page_metadata
+page_attachments = ASSETS.page_attachments
 page_chunks = ASSETS.page_chunks
 chunk_embeddings = ASSETS.chunk_embeddings
-SYNC_ASSETS = [changed_pages, page_metadata, page_chunks, chunk_embeddings]
+SYNC_ASSETS = [changed_pages, page_metadata, page_attachments, page_chunks, chunk_embeddings]
 # A space's permission run, as the daily schedule requests it: the refresh, then what it staged again.
-PERMISSION_ASSETS = [ASSETS.page_permissions, page_metadata, page_chunks, chunk_embeddings]
-ALL_ASSETS = [confluence_spaces, changed_pages, page_reconciliation, page_metadata, page_chunks, chunk_embeddings]
+PERMISSION_ASSETS = [ASSETS.page_permissions, page_metadata, page_attachments, page_chunks, chunk_embeddings]
+ALL_ASSETS = [
+    confluence_spaces,
+    changed_pages,
+    page_reconciliation,
+    page_metadata,
+    page_attachments,
+    page_chunks,
+    chunk_embeddings,
+]
 SITE_ZONE = "Asia/Seoul"
 SITE_NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)  # the sandbox clock of every generated test site
 SEARCH = "GET /wiki/rest/api/content/search"  # the CQL listing endpoint, as fault rules name it
+DOWNLOAD = "GET /wiki/rest/api/content/{id}/child/attachment/{attachmentId}/download"  # redirects to:
+MEDIA = "GET /media/file/{fileId}/binary"
 
 
 def generated_site(seed: int, *, spaces: int = 1, pages: int = 20, empty_pages: int = 0) -> Site:

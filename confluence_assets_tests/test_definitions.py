@@ -16,7 +16,7 @@ from confluence_assets_tests.pipeline_support import (
     sync_space,
 )
 
-GRAPH = ["confluence_spaces", "changed_pages", "page_metadata", "page_chunks", "chunk_embeddings"]
+GRAPH = ["confluence_spaces", "changed_pages", "page_metadata", "page_attachments", "page_chunks", "chunk_embeddings"]
 
 
 @pytest.fixture

@@ -460,7 +460,10 @@ def test_the_daily_schedule_refreshes_every_space_and_the_groups():
         requests = schedule(context)
     stamp = when.isoformat()
     # A space's run also converts what its refresh staged again (pages withdrawn or moved).
-    space_run = [dg.AssetKey(k) for k in ("page_permissions", "page_metadata", "page_chunks", "chunk_embeddings")]
+    space_run = [
+        dg.AssetKey(k)
+        for k in ("page_permissions", "page_metadata", "page_attachments", "page_chunks", "chunk_embeddings")
+    ]
     assert [(r.run_key, r.partition_key, r.asset_selection) for r in requests] == [
         (f"ENG:permissions:{stamp}", "ENG", space_run),
         (f"OPS:permissions:{stamp}", "OPS", space_run),

@@ -3,6 +3,7 @@ PostgreSQL, verified by SQL against the sandbox's ground truth."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -11,8 +12,11 @@ import pytest
 
 from confluence_assets.sandbox import Site, generate_corpus, load_samples
 from confluence_assets.sandbox.shapes import CHILDREN_EXPANSION_LIMIT
+from confluence_assets.sync.attachment_step import BATCH as COMMENT_BATCH
 from confluence_assets_tests.pipeline_support import (
     ALL_ASSETS,
+    DOWNLOAD,
+    MEDIA,
     SEARCH,
     SITE_NOW,
     assert_matches_site,
@@ -104,6 +108,7 @@ RERUN_REQUESTS = {
     "changed_pages": 1,
     "page_reconciliation": 4,
     "page_metadata": 0,
+    "page_attachments": 0,
     "page_chunks": 0,
     "chunk_embeddings": 0,
 }
@@ -446,7 +451,7 @@ def test_attachments_beyond_the_expansion_are_listed_at_one_request_per_such_pag
         resources = resources_for(sb, migrated_db_url)
         result = sync_space(instance, resources, key)
         assert sb.conf.stats[ATTACHMENTS_ENDPOINT] == 1  # the rest of the list in one request, for that page only
-        searches = sb.conf.stats[SEARCH]
+        searches = sb.conf.stats[SEARCH] - asset_metadata(result, "page_attachments")["comment_requests"]
     changed = asset_metadata(result, "changed_pages")
     assert changed["api_calls"] - changed["space_permission_requests"] == searches + 1
     assets = _metadata(migrated_db_url, crowded.id)["asset_links"]
@@ -461,8 +466,15 @@ def test_a_generated_full_sync_makes_at_most_one_request_per_25_pages(migrated_d
     with sandbox_servers(site) as sb:
         result = sync_space(instance, resources_for(sb, migrated_db_url), key)
         requests = sb.conf.stats.total
+        downloads = sb.conf.stats[DOWNLOAD] + sb.conf.stats[MEDIA]
+    pages = len(site.live_pages(key))
     once = asset_metadata(result, "changed_pages")["space_permission_requests"]  # who may read the space
-    assert requests - once <= len(site.live_pages(key)) / 25 and once <= 4
+    files = asset_metadata(result, "page_attachments")
+    # Every attachment is downloaded once (its redirect followed: two requests); comments cost one search
+    # per batch of pages; everything else (listing with bodies, attachments and restrictions) <= 1 per 25.
+    assert downloads == 2 * files["attachments_downloaded"] > 0 and not files["attachments_failed"]
+    assert files["comment_requests"] <= math.ceil(pages / COMMENT_BATCH)
+    assert requests - once - downloads - files["comment_requests"] <= pages / 25 and once <= 4
     assert_matches_site(site, migrated_db_url, key)
 
 

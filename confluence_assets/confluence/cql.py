@@ -49,13 +49,16 @@ def format_cql_datetime(moment: datetime, zone: ZoneInfo | None) -> str:
 
 # Content types CQL knows that the sync may list: pages, blog posts and the tree's other nodes.
 CONTENT_TYPES = frozenset({"page", "blogpost", "folder", "whiteboard", "database", "embed"})
+# Content that lives in a page rather than in the tree: listed with the pages to see changes to it.
+CHILD_TYPES = ("comment", "attachment")
 
 
 def type_clause(types: Sequence[str]) -> str:
     """``type = page`` or ``type in (page, blogpost, ...)``; the names are checked, never quoted through."""
     wanted = list(dict.fromkeys(types))
-    if not wanted or set(wanted) - CONTENT_TYPES:
-        raise ValueError(f"content types must be some of {sorted(CONTENT_TYPES)}, got {list(types)!r}")
+    if not wanted or set(wanted) - CONTENT_TYPES - set(CHILD_TYPES):
+        known = sorted(CONTENT_TYPES | set(CHILD_TYPES))
+        raise ValueError(f"content types must be some of {known}, got {list(types)!r}")
     return f"type = {wanted[0]}" if len(wanted) == 1 else f"type in ({', '.join(wanted)})"
 
 
@@ -80,3 +83,11 @@ def page_ids_cql(page_ids: list[str], types: Sequence[str] = ("page",)) -> str:
     if not page_ids or not all(isinstance(p, str) and p.isdigit() for p in page_ids):
         raise ValueError(f"page ids must be non-empty digit strings, got {page_ids[:5]!r}")
     return f"{type_clause(types)} AND id in ({', '.join(page_ids)})"
+
+
+# -- attachments and comments (sync/attachment_step.py, sync/changes.py) -------------------------------
+def comments_cql(page_ids: list[str]) -> str:
+    """Every comment (footer, inline, replies) of the pages or blog posts ``page_ids``."""
+    if not page_ids or not all(isinstance(p, str) and p.isdigit() for p in page_ids):
+        raise ValueError(f"page ids must be non-empty digit strings, got {page_ids[:5]!r}")
+    return f"type = comment AND container in ({', '.join(page_ids)}) ORDER BY created ASC"

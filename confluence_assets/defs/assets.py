@@ -1,4 +1,5 @@
-"""The asset graph: confluence_spaces -> changed_pages -> page_metadata -> page_chunks -> chunk_embeddings,
+"""The asset graph: confluence_spaces -> changed_pages -> page_metadata -> page_attachments -> page_chunks ->
+chunk_embeddings,
 page_reconciliation beside changed_pages, and page_permissions -> confluence_groups beside them
 (defs/permissions.py).
 
@@ -16,6 +17,7 @@ import dagster as dg
 
 from confluence_assets import settings
 from confluence_assets.content import ConversionError, chunk_markdown, convert_page
+from confluence_assets.defs.attachments import attachment_options, build_attachment_asset
 from confluence_assets.defs.checks import CheckInputs, check_results, check_specs
 from confluence_assets.defs.execution import CONFLUENCE_POOL, clear_failures, space_step, step_retry_policy
 from confluence_assets.defs.partitions import (
@@ -65,6 +67,7 @@ class SyncAssets:
     changed_pages: dg.AssetsDefinition
     page_reconciliation: dg.AssetsDefinition
     page_metadata: dg.AssetsDefinition
+    page_attachments: dg.AssetsDefinition
     page_chunks: dg.AssetsDefinition
     chunk_embeddings: dg.AssetsDefinition
     page_permissions: dg.AssetsDefinition
@@ -76,7 +79,7 @@ class SyncAssets:
 
 
 def build_assets(loaded: settings.Settings) -> SyncAssets:
-    """The eight assets, their Confluence- and embedding-calling steps retried per ``loaded.automation``."""
+    """The nine assets, their Confluence- and embedding-calling steps retried per ``loaded.automation``."""
     retry = step_retry_policy(loaded.automation)
     space_asset = partial(dg.asset, partitions_def=confluence_spaces_partitions_def, group_name=GROUP)
     calls_confluence = {"kinds": {"confluence", "postgres"}, "pool": CONFLUENCE_POOL, "retry_policy": retry}
@@ -148,6 +151,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 reprocess=config.reprocess,
                 rendered_macros=confluence.rendered_macros,
                 content_types=confluence.content_types,
+                child_types=loaded.attachments.child_types,
             )
             # A new space: who may read it now, not at the first scheduled permission refresh.
             permission_requests = read_space_permissions_once(api, step.conn, step.space_key)
@@ -160,6 +164,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                     run_id=context.run_id,
                     rendered_macros=confluence.rendered_macros,
                     content_types=confluence.content_types,
+                    child_types=loaded.attachments.child_types,
                 )
                 context.log.info(f"{step.space_key}: reconciled ({sources.EVERY_SYNC}): {reconciled.as_metadata()}")
             figures = summary.metrics()
@@ -220,6 +225,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 run_id=context.run_id,
                 rendered_macros=confluence.rendered_macros,
                 content_types=confluence.content_types,
+                child_types=loaded.attachments.child_types,
             )
         context.log.info(f"{step.space_key}: {summary.metrics()}")
         return step.result(
@@ -256,8 +262,13 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             shown = {"restriction_unknown_page_ids": dg.MetadataValue.json(summary.restrictions_unknown[:200])}
             return step.finish(summary, shown)
 
+    # Attachments and comments of the converted pages (defs/attachments.py), chunked with them.
+    page_attachments = build_attachment_asset(
+        GROUP, page_metadata, attachment_options(loaded.attachments), calls_confluence
+    )
+
     @space_asset(
-        deps=[page_metadata],
+        deps=[page_metadata, page_attachments],
         kinds={"python", "postgres"},
         description=(
             "Splits each converted page into section-aware chunks (heading breadcrumb, code blocks and table "
@@ -329,6 +340,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
         changed_pages,
         page_reconciliation,
         page_metadata,
+        page_attachments,
         page_chunks,
         chunk_embeddings,
         page_permissions,

@@ -11,13 +11,20 @@ confluence_spaces_job = dg.define_asset_job(
 
 confluence_sync_job = dg.define_asset_job(
     name="confluence_sync_job",
-    selection=["changed_pages", "page_metadata", "page_chunks", "chunk_embeddings"],
+    selection=["changed_pages", "page_metadata", "page_attachments", "page_chunks", "chunk_embeddings"],
     description="Sync one space: changed pages -> metadata -> chunks -> embeddings (one run per space).",
 )
 
 confluence_reconciliation_job = dg.define_asset_job(
     name="confluence_reconciliation_job",
-    selection=["page_reconciliation", "page_permissions", "page_metadata", "page_chunks", "chunk_embeddings"],
+    selection=[
+        "page_reconciliation",
+        "page_permissions",
+        "page_metadata",
+        "page_attachments",
+        "page_chunks",
+        "chunk_embeddings",
+    ],
     description=(
         "Reconcile one space: soft-delete pages gone from Confluence, then bring in the changes CQL missed, "
         "moved and restored pages, and refresh the permissions of every page (one run per space)."
@@ -26,7 +33,14 @@ confluence_reconciliation_job = dg.define_asset_job(
 
 confluence_permissions_job = dg.define_asset_job(
     name="confluence_permissions_job",
-    selection=["page_permissions", "page_metadata", "page_chunks", "chunk_embeddings", "confluence_groups"],
+    selection=[
+        "page_permissions",
+        "page_metadata",
+        "page_attachments",
+        "page_chunks",
+        "chunk_embeddings",
+        "confluence_groups",
+    ],
     description=(
         "Refresh permissions: page_permissions for one space partition (a run per space), then the pages it "
         "staged again (withdrawn or moved) through metadata, chunks and embeddings; or confluence_groups "

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from confluence_assets.confluence.keys import space_key_to_partition_key
+from confluence_assets.sync.attachment_step import AttachmentFailure
 
 MAX_ROWS = 50
 
@@ -79,3 +80,36 @@ def space_refresh_metadata(refresh, permissions: Mapping[str, Any] | None = None
 def named_failures_table(failures: Sequence[tuple[str, str]], what: str) -> str:
     """(name or page id, reason) of what could not be read: pages or groups left unknown (hidden)."""
     return _table(failures, f"No {what} left unknown.", (what, "reason"), lambda f: (_cell(f[0]), _cell(f[1][:200])))
+
+
+def failed_attachments_table(failures: list[AttachmentFailure]) -> str:
+    return _table(
+        failures,
+        "No failed attachments.",
+        ("page", "attachment", "file", "reason"),
+        lambda f: (f.page_id, f.attachment_id, _cell(f.file_name), _cell(f.reason[:200])),
+    )
+
+
+def extraction_table(by_type: dict[str, list[float]]) -> str:
+    """Extraction per file type: files, pages (slides, sheets), the workers' seconds and the rates."""
+
+    def row(item: tuple[str, list[float]]) -> tuple[str, ...]:
+        kind, (files, units, seconds, size) = item
+        per_second = (lambda v: f"{v / seconds:,.1f}") if seconds else (lambda v: "-")
+        return (
+            kind,
+            f"{files:.0f}",
+            f"{units:.0f}" if units else "-",
+            f"{seconds:.2f}",
+            per_second(files),
+            per_second(units) if units else "-",
+            per_second(size / 2**20),
+        )
+
+    return _table(
+        sorted(by_type.items()),
+        "Nothing extracted.",
+        ("type", "files", "pages, slides, sheets", "worker seconds", "files/s", "pages/s", "MB/s"),
+        row,
+    )

@@ -13,7 +13,7 @@ from confluence_assets.defs.resources import PostgresResource
 from confluence_assets.sync import sources
 
 # A space's permission run: the refresh, then what it staged again (withdrawn and moved pages).
-SPACE_PERMISSION_ASSETS = ("page_permissions", "page_metadata", "page_chunks", "chunk_embeddings")
+SPACE_PERMISSION_ASSETS = ("page_permissions", "page_metadata", "page_attachments", "page_chunks", "chunk_embeddings")
 
 
 def _stamp(context: dg.ScheduleEvaluationContext) -> str:

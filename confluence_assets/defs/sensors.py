@@ -46,9 +46,14 @@ def _summary(names: list[str], limit: int = 20) -> str:
 
 
 def change_sensor_tick(
-    context: dg.SensorEvaluationContext, confluence: ConfluenceResource, database: PostgresResource
+    context: dg.SensorEvaluationContext,
+    confluence: ConfluenceResource,
+    database: PostgresResource,
+    *,
+    child_types: tuple[str, ...] = (),
 ) -> dg.SensorResult:
-    """One tick of the change sensor: probe every space partition without a run in flight."""
+    """One tick of the change sensor: probe every space partition without a run in flight (a changed
+    comment or attachment, of the ``child_types`` followed, counts as a change of its space too)."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     partitions = context.instance.get_dynamic_partitions(SPACES_PARTITIONS_NAME)
     busy = _spaces_with_runs_in_flight(context.instance)
@@ -65,6 +70,7 @@ def change_sensor_tick(
             zone=confluence.zone(),
             budget_seconds=PROBE_BUDGET_SECONDS,
             content_types=confluence.content_types,
+            child_types=child_types,
         )
     errors = {r.space_key: r.detail for r in results if r.status == "error"}
     for key, detail in errors.items():
@@ -139,12 +145,21 @@ def default_status(automation: settings.AutomationSettings) -> dg.DefaultSensorS
     return dg.DefaultSensorStatus.RUNNING if automation.running_by_default else dg.DefaultSensorStatus.STOPPED
 
 
-def build_sensors(automation: settings.AutomationSettings) -> list[dg.SensorDefinition]:
+def build_sensors(
+    automation: settings.AutomationSettings, attachments: settings.AttachmentSettings | None = None
+) -> list[dg.SensorDefinition]:
+    child_types = attachments.child_types if attachments is not None else ()
+
+    def change_tick(
+        context: dg.SensorEvaluationContext, confluence: ConfluenceResource, database: PostgresResource
+    ) -> dg.SensorResult:
+        return change_sensor_tick(context, confluence, database, child_types=child_types)
+
     sensors = (
         (
             "confluence_change_sensor",
             automation.change_sensor_interval_seconds,
-            change_sensor_tick,
+            change_tick,
             "One cheap CQL probe per space (lastModified since the watermark, limit 1, no body); requests a "
             "sync run for exactly the spaces that changed, never twice for the same change.",
         ),
@@ -170,4 +185,5 @@ def build_sensors(automation: settings.AutomationSettings) -> list[dg.SensorDefi
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(sensors=build_sensors(settings.load().automation))
+    loaded = settings.load()
+    return dg.Definitions(sensors=build_sensors(loaded.automation, loaded.attachments))

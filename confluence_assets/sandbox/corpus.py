@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from confluence_assets.sandbox.files import corpus_file
 from confluence_assets.sandbox.site import Site
 from confluence_assets.sandbox.storage import ADJECTIVES, TOPICS, WORDS, PageContext, StorageWriter
 
@@ -247,9 +248,9 @@ def generate_corpus(
                     page.modified_by = rng.choice(users)
                 p["id"] = page.id
                 for name in p["attachments"]:
-                    site.add_attachment(
-                        page.id, name, file_size=rng.randint(1_000, 5_000_000), author=p["author"], when=p["created"]
-                    )
+                    size = rng.randint(1_000, 5_000_000)  # drawn for every file: the corpus stays the same
+                    data = corpus_file(name, f"{name} of {p['title']}\n{p['codename']} {' '.join(p['topic'])}")
+                    site.add_attachment(page.id, name, data=data, file_size=size, author=p["author"], when=p["created"])
                 ids.append(page.id)
                 codenames[page.id] = p["codename"]
                 total_bytes += len(body)

@@ -22,19 +22,19 @@ Confluence's rendering get it, each in one request per 49 such pages; pages with
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from confluence_assets.confluence.client import ConfluenceAPI
-from confluence_assets.confluence.cql import space_pages_cql
+from confluence_assets.confluence.client import SYNC_EXPAND, ConfluenceAPI
+from confluence_assets.confluence.cql import CHILD_TYPES, space_pages_cql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.permissions import UNKNOWN, page_restriction
 from confluence_assets.confluence.responses import listed_types, page_version
-from confluence_assets.sync import crashpoints, rendering, sources, staging
+from confluence_assets.sync import crashpoints, dependents, extras, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class ChangeSummary:
     rendered: int = 0  # staged pages given Confluence's rendering (body.export_view)
     rendering_requests: int = 0
     restriction_requests: int = 0  # completions of restriction lists longer than the listing's expansion
+    container_pages: int = 0  # staged again: a comment or attachment of theirs changed (no page version)
+    container_requests: int = 0
     restrictions_unknown: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): hidden
     newest_change: datetime | None = None
     changes: list[StagedChange] = field(default_factory=list)
@@ -90,6 +92,8 @@ class ChangeSummary:
             "rendered_pages": self.rendered,
             "rendering_requests": self.rendering_requests,
             "restriction_requests": self.restriction_requests,
+            "pages_with_changed_comments_or_attachments": self.container_pages,
+            "comment_attachment_requests": self.container_requests,
             "pages_restriction_unknown": len(self.restrictions_unknown),
         }
 
@@ -136,6 +140,7 @@ def stage_changes(
     reprocess: bool = False,
     rendered_macros: Iterable[str] = (),
     content_types: Iterable[str] = ("page", "blogpost"),
+    child_types: Sequence[str] = (),
 ) -> ChangeSummary:
     """Stage the space's new/updated pages, then the pages showing them, then fetch the rendering of
     the ``rendered_macros`` kinds the staged pages need; ``conn`` must be in autocommit mode.
@@ -145,7 +150,11 @@ def stage_changes(
     sources.ensure_source(conn, space_key, base_url=api.site_base)
     state = sources.get_sync_state(conn, source_id)
     since = None if full or state.watermark is None else state.watermark - overlap
-    cql = space_pages_cql(space_key, since, zone=zone, types=listed_types(content_types))
+    types = listed_types(content_types)
+    # A new or edited comment or attachment makes no new version of its page: the same search lists them
+    # (with their container) so that a run with no change at all still costs one request.
+    watched = tuple(child_types) if since is not None else ()  # a first load reads every page's anyway
+    cql = space_pages_cql(space_key, since, zone=zone, types=types + watched)
     summary = ChangeSummary(cql=cql, full_load=since is None)
 
     indexed = {
@@ -157,11 +166,13 @@ def stage_changes(
     staged = staging.unfinished_versions(conn, source_id)
     followed: dict[str, rendering.StagedPage] = {}  # staged now or before: their macros and place
     completions_before = api.stats.restriction_requests
+    children: dict[str, tuple[str, int]] = {}  # changed comment / attachment id -> (its page's id, version)
 
-    for batch in _batches(api.search_pages(cql)):
+    for batch in _batches(api.search_pages(cql, expand=f"{SYNC_EXPAND},container" if watched else SYNC_EXPAND)):
         rows = []
         for page in batch:
-            summary.seen += 1
+            child = page.get("type") in CHILD_TYPES
+            summary.seen += 0 if child else 1
             try:
                 version, when = page_version(page)
             except ValueError as exc:
@@ -170,6 +181,11 @@ def stage_changes(
                 continue
             if summary.newest_change is None or when > summary.newest_change:
                 summary.newest_change = when
+            if child:
+                container = str((page.get("container") or {}).get("id") or "")
+                if container:
+                    children[str(page["id"])] = (container, version)
+                continue
             kind = classify(version, indexed.get(page["id"]), staged.get(page["id"]), reprocess=reprocess)
             if kind == "unchanged":
                 summary.unchanged += 1
@@ -190,6 +206,8 @@ def stage_changes(
             with conn.transaction():
                 staging.upsert_staged_pages(conn, rows)
             crashpoints.reached("stage_batch")
+    if children:
+        _stage_containers(api, conn, space_key, children, followed, run_id, summary)
     extra = rendering.follow_up(api, conn, space_key, followed, rendered_macros=rendered_macros, run_id=run_id)
     summary.dependents, summary.dependent_requests = len(extra.dependents), extra.dependent_requests
     summary.rendered, summary.rendering_requests = len(extra.rendered), extra.render_requests
@@ -206,3 +224,26 @@ def stage_changes(
     if summary.newest_change is not None:
         sources.raise_pending_watermark(conn, source_id, summary.newest_change)
     return summary
+
+
+# -- comments and attachments: changes that make no page version ---------------------------------------
+def _stage_containers(
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    space_key: str,
+    children: dict[str, tuple[str, int]],
+    followed: dict[str, rendering.StagedPage],
+    run_id: str | None,
+    summary: ChangeSummary,
+) -> None:
+    """Stage again (``updated``) the pages holding a changed comment or attachment of ``children`` whose
+    version is not the stored one and that this run has not staged already, fetched by id, so that
+    page_attachments reads their comments and attachments in this run."""
+    known = extras.known_versions(conn, list(children))
+    ids = sorted({page for child, (page, v) in children.items() if page not in followed and known.get(child) != v})
+    restaged = dependents.stage_again(api, conn, source_id_for(space_key), ids, "updated", run_id)
+    for page_id, title, version, url in restaged.listed:
+        summary.changes.append(StagedChange(page_id, title, version, "updated", url))
+    followed.update(restaged.pages)
+    summary.skipped.extend(restaged.skipped)
+    summary.container_pages, summary.container_requests = len(restaged.pages), restaged.requests

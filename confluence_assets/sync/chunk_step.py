@@ -16,8 +16,10 @@ from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import page_url
+from confluence_assets.content.extras import extra_chunks
 from confluence_assets.content.metadata import breadcrumb_prefix
 from confluence_assets.sync import crashpoints, staging
+from confluence_assets.sync.extras import stored_extras
 from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def chunk_staged(
     summary = ChunkSummary()
     for rows in staging.to_chunk(conn, source_id, BATCH):
         kinds = _content_types(conn, [r[0] for r in rows])
+        extras = stored_extras(conn, [r[0] for r in rows])  # comments and attachment texts (page_attachments)
         with conn.transaction(), conn.cursor() as cur:
             for page_id, title, version, last_modified, markdown, webui in rows:
                 url = page_url(base_url, {"id": page_id, "_links": {"webui": webui}}, space_key)
@@ -78,6 +81,9 @@ def chunk_staged(
                         max_tokens=settings.max_tokens,
                     )
                     staged = [_chunk_row(source_id, c, meta, version, last_modified) for c in chunks]
+                    more = _extra_chunks(chunker, title, extras.get(page_id), len(chunks), settings)
+                    staged += [_chunk_row(source_id, c, meta | extra, version, last_modified) for c, extra in more]
+                    chunks = [*chunks, *(c for c, _ in more)]
                 except Exception as exc:  # a chunker bug must cost one page, not the space
                     log.exception("unexpected error chunking page %s", page_id)
                     failure = FailedPage(page_id, title, f"chunking failed: {type(exc).__name__}: {exc}")
@@ -93,6 +99,23 @@ def chunk_staged(
         if progress:
             progress(summary.pages)
     return summary
+
+
+def _extra_chunks(chunker: Callable[..., list], title: str, extras, first: int, settings: ChunkSettings) -> list:
+    """The page's comment and attachment chunks after its body's (content/extras.py), with their metadata."""
+    if not extras:
+        return []
+    comments, attachments = extras
+    return extra_chunks(
+        chunker,
+        title,
+        comments,
+        attachments,
+        first_index=first,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.overlap_tokens,
+        max_tokens=settings.max_tokens,
+    )
 
 
 def _content_types(conn: psycopg.Connection, page_ids: list[str]) -> dict[str, tuple[str, list[str]]]:

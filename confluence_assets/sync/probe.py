@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,10 +75,13 @@ def probe_spaces(
     workers: int = 8,
     budget_seconds: float = 40.0,
     content_types: Iterable[str] = (PAGE, BLOGPOST),
+    child_types: Sequence[str] = (),
 ) -> tuple[list[ProbeResult], list[str]]:
-    """Probe spaces concurrently within a time budget. Returns the results and the keys not reached."""
+    """Probe spaces concurrently within a time budget. Returns the results and the keys not reached.
+    ``child_types`` (comment, attachment) count as changes too: changed_pages lists them (no page version)."""
     states = _states(conn, space_keys)
     types = listed_types(content_types)  # what changed_pages lists: a new blog post or folder is a change
+    types = types + tuple(child_types)
     today = datetime.now(UTC).date().isoformat()
     results: dict[str, ProbeResult] = {}
     to_probe: list[str] = []

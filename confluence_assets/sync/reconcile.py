@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,7 +37,7 @@ from confluence_assets.confluence.cql import page_ids_cql, space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
 from confluence_assets.confluence.responses import BLOGPOST, PAGE, TREE_NODE_TYPES, listed_types, page_version
-from confluence_assets.sync import page_tree, rendering, sources, staging
+from confluence_assets.sync import extras, page_tree, rendering, sources, staging
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ReconcileSummary:
     deleted: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    children_changed: list[str] = field(default_factory=list)  # a comment or attachment deleted or missed
     vanished: list[str] = field(default_factory=list)
     dependents: list[str] = field(default_factory=list)  # pages showing a staged one, staged again
     rendered: list[str] = field(default_factory=list)  # staged pages given Confluence's rendering
@@ -67,6 +68,7 @@ class ReconcileSummary:
             "deleted": len(self.deleted),
             "restored": len(self.restored),
             "requeued": len(self.requeued),
+            "pages_with_changed_comments_or_attachments": len(self.children_changed),
             "vanished": len(self.vanished),
             "dependent_pages_requeued": len(self.dependents),
             "rendered_pages": len(self.rendered),
@@ -84,6 +86,7 @@ class ReconcileSummary:
         return {
             "deleted": self.deleted,
             "requeued": self.requeued,
+            "children_changed": self.children_changed,
             "restored": self.restored,
             "vanished": self.vanished,
         }
@@ -153,10 +156,12 @@ def reconcile_space(
     run_id: str | None = None,
     rendered_macros: Iterable[str] = (),
     content_types: Iterable[str] = (PAGE, BLOGPOST),
+    child_types: Sequence[str] = (),
 ) -> ReconcileSummary:
     """Reconcile one space; ``conn`` must be in autocommit mode. The pages it stages get what
     changed_pages' do (sync/rendering.py): their dependents staged again, their ``rendered_macros``
-    rendered."""
+    rendered. With ``child_types`` (comment, attachment) the space's comments and attachments are listed
+    too: a page one of whose was deleted (CQL never shows a deletion) or missed is staged again."""
     started = time.monotonic()
     calls_before = api.stats.attempts
     source_id = source_id_for(space_key)
@@ -198,12 +203,13 @@ def reconcile_space(
             page_tree.refresh_children(conn, {stored[pid][2] for pid in batch if stored[pid][2]})
     summary.deleted = gone
 
+    children = _pages_with_changed_children(api, conn, space_key, child_types, live, set(missed) | set(restored))
     followed: dict[str, rendering.StagedPage] = {}
-    for kind, ids in (("restored", restored), ("requeued", missed)):
+    for kind, ids in (("restored", restored), ("requeued", missed), ("updated", children)):
         staged = _stage_by_id(
             api, conn, source_id, ids, kind, run_id, summary.skipped, followed, listed_types(content_types)
         )
-        getattr(summary, kind).extend(staged)
+        getattr(summary, "children_changed" if kind == "updated" else kind).extend(staged)
         vanished = sorted(set(ids) - set(staged) - {pid for pid, _ in summary.skipped})
         if vanished:
             log.warning("%s: %d pages listed but gone when fetched: %s", space_key, len(vanished), vanished[:20])
@@ -217,6 +223,39 @@ def reconcile_space(
     summary.duration_seconds = time.monotonic() - started
     sources.merge_metadata(conn, source_id, {"last_full_reconciliation": summary.as_metadata()})
     return summary
+
+
+def _pages_with_changed_children(
+    api: ConfluenceAPI,
+    conn: psycopg.Connection,
+    space_key: str,
+    child_types: Sequence[str],
+    live: dict[str, LivePage],
+    staging_anyway: set[str],
+) -> list[str]:
+    """Live, stored pages (not staged by this reconciliation anyway) whose comments or attachments in
+    Confluence are not the ones stored: one deleted, one new that a change search missed, another version.
+    One CQL listing of the space's ``child_types`` (container and version, no body, 200 a request)."""
+    if not child_types:
+        return []
+    listed: dict[str, tuple[str, int]] = {}
+    for item in api.search_pages(
+        space_pages_cql(space_key, types=tuple(child_types)), expand="container,version", limit=NODE_PAGE
+    ):
+        container = str((item.get("container") or {}).get("id") or "")
+        if container and item.get("id"):
+            listed[str(item["id"])] = (container, int((item.get("version") or {}).get("number") or 0))
+    stored = extras.stored_children(conn, source_id_for(space_key), child_types)
+    differ = {page for child, (page, v) in listed.items() if stored.get(child) != (page, v)}
+    differ |= {page for child, (page, _) in stored.items() if child not in listed}
+    indexed = {
+        pid
+        for (pid,) in conn.execute(
+            "SELECT page_id FROM confluence_pages WHERE source_id = %s AND NOT is_deleted AND page_id = ANY(%s)",
+            (source_id_for(space_key), sorted(differ)),
+        )
+    }
+    return sorted(p for p in differ & indexed if p in live and p not in staging_anyway)
 
 
 def _stage_by_id(
