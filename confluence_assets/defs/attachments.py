@@ -67,6 +67,7 @@ def build_attachment_asset(
                 "failed_attachments": dg.MetadataValue.md(failed_attachments_table(summary.failed)),
                 "extraction_by_type": dg.MetadataValue.md(extraction_table(summary.by_type)),
                 "api_calls": api.stats.attempts,
+                "api_retries": api.stats.retries,
             }
         )
 

@@ -138,19 +138,29 @@ class Stats:
         self.by_path: Counter[str] = Counter()
         self.in_flight = 0  # requests being answered right now (faults' delays included)
         self.max_in_flight = 0  # the most ever answered at once (reset() clears it)
+        self._answering: dict[int, str] = {}  # request number -> "METHOD path (client port)"
+        self._numbered = 0
+        self.peak_requests: list[str] = []  # what was being answered when max_in_flight was reached
 
     def record(self, endpoint: str, path: str) -> None:
         with self._lock:
             self.by_endpoint[endpoint] += 1
             self.by_path[endpoint.split(" ")[0] + " " + path] += 1
 
-    def begin(self) -> None:
+    def begin(self, what: str = "") -> int:
+        """One more request being answered; its number, for :meth:`end`."""
         with self._lock:
+            self._numbered += 1
+            self._answering[self._numbered] = what
             self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.in_flight > self.max_in_flight:
+                self.max_in_flight = self.in_flight
+                self.peak_requests = list(self._answering.values())
+            return self._numbered
 
-    def end(self) -> None:
+    def end(self, number: int | None = None) -> None:
         with self._lock:
+            self._answering.pop(number, None)
             self.in_flight -= 1
 
     def __getitem__(self, pattern: str) -> int:
@@ -178,6 +188,7 @@ class Stats:
             self.by_endpoint.clear()
             self.by_path.clear()
             self.max_in_flight = self.in_flight
+            self.peak_requests = list(self._answering.values())
 
 
 _FLAG_KEYS = {"reset", "empty_page"}

@@ -131,11 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         # last byte it may start its next request (from another process, after a pool slot changed hands)
         # while this thread has not yet been scheduled again, and that must not read as one request too many.
         stats = self.server.owner.stats
-        stats.begin()
+        number = stats.begin(f"{self.command} {self.path.split('?')[0]} (client port {self.client_address[1]})")
         try:
             response = self._serve()
         finally:
-            stats.end()
+            stats.end(number)
         if response is not None:
             self._write(response)
 

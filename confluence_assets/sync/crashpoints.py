@@ -24,7 +24,16 @@ import threading
 from confluence_assets import settings
 
 ENV = settings.CONFLUENCE_ASSETS_TEST_CRASH_AT  # alias of the name in settings
-POINTS = ("stage_batch", "convert_batch", "attachment_batch", "chunk_batch", "embed_batch", "swap_inside", "swap_done", "complete")
+POINTS = (
+    "stage_batch",
+    "convert_batch",
+    "attachment_batch",
+    "chunk_batch",
+    "embed_batch",
+    "swap_inside",
+    "swap_done",
+    "complete",
+)
 _reached: dict[str, int] = {}
 _lock = threading.Lock()  # the chunk swap reaches its points from several threads
 
