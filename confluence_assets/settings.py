@@ -56,6 +56,9 @@ CONFLUENCE_PERMISSIONS_CRON = "CONFLUENCE_PERMISSIONS_CRON"  # the permission re
 CONFLUENCE_AUTOMATION_DEFAULT = "CONFLUENCE_AUTOMATION_DEFAULT"  # running | stopped
 CONFLUENCE_STEP_RETRY_DELAY_SECONDS = "CONFLUENCE_STEP_RETRY_DELAY_SECONDS"
 
+CONFLUENCE_MCP_AS_USER = "CONFLUENCE_MCP_AS_USER"  # `mcp` over stdio: the principal (account id or e-mail)
+CONFLUENCE_MCP_TOKENS_FILE = "CONFLUENCE_MCP_TOKENS_FILE"  # `mcp --http`: bearer tokens -> principals
+
 SANDBOX_HOST = "SANDBOX_HOST"
 SANDBOX_CONFLUENCE_PORT = "SANDBOX_CONFLUENCE_PORT"
 SANDBOX_EMBEDDINGS_PORT = "SANDBOX_EMBEDDINGS_PORT"
@@ -164,6 +167,15 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class McpSettings:
+    """``confluence-assets mcp``: over stdio it searches as ``as_user`` (unset: nobody named, the same
+    fail-closed default as ``search``); over HTTP as the principal each bearer token of ``tokens_file`` maps to."""
+
+    as_user: str | None = None
+    tokens_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     confluence: ConfluenceSettings = field(default_factory=ConfluenceSettings)
     embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -171,6 +183,7 @@ class Settings:
     spaces: SpaceSelectionSettings = field(default_factory=SpaceSelectionSettings)
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    mcp: McpSettings = field(default_factory=McpSettings)
     # Names of the variables that are set (not their values): what resources wire as EnvVar.
     present: frozenset[str] = frozenset()
 
@@ -362,6 +375,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
             embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
         ),
+        mcp=McpSettings(as_user=r.text(CONFLUENCE_MCP_AS_USER), tokens_file=r.path(CONFLUENCE_MCP_TOKENS_FILE)),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )
     return settings, r.errors
