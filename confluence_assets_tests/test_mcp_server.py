@@ -22,13 +22,17 @@ from pathlib import Path
 
 import dagster as dg
 import httpx2
+import psycopg
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from confluence_assets import cli
+from confluence_assets.content.chunking import chunk_markdown, reassemble
+from confluence_assets.content.metadata import word_count
 from confluence_assets.mcp_auth import TokenFileError, TokenTable, bearer_token, hash_token, parse_tokens
+from confluence_assets.search.pages import markdown_from_chunks
 from confluence_assets.search.principal import Principal
 from confluence_assets_tests.pipeline_support import (
     discover_spaces,
@@ -168,6 +172,13 @@ def test_stdio_serves_every_tool_as_nobody_named(synced):
             assert "children" not in page["metadata"] and "ancestors" not in page["metadata"]
             text = " ".join(re.sub(r"<[^>]+>", " ", site.page(labelled.id).body).split()[:6])
             assert text.split()[0] in page["markdown"], (text, page["markdown"][:200])
+
+            # Every open page reads back whole: as many words as its Markdown had when converted (the overlap
+            # between chunks is not repeated, nothing is lost).
+            documents = [await answer(client, "read_page", page_id=pid) for pid in sorted(open_pages)]
+            assert max(d["chunks"] for d in documents) >= 3
+            for d in documents:
+                assert word_count(d["markdown"]) == d["metadata"]["word_count"], d["page_id"]
 
             spaces = await answer(client, "list_spaces")
             assert [s["space_key"] for s in spaces["spaces"]] == [key]
@@ -379,3 +390,24 @@ def test_a_token_maps_to_its_principal_and_nothing_else_does():
     for headers in ([], [(b"authorization", b"Basic abc")], [(b"authorization", b"Bearer")]):
         assert bearer_token(headers) is None
     assert bearer_token([(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")]) is None
+
+
+def test_a_page_reads_back_from_its_chunks_without_the_overlap():
+    sentences = " ".join(f"Sentence {n} tells the kiln story of batch {n * 7}." for n in range(120))
+    markdown = f"# Kiln\n\n{sentences}\n\n## Glaze\n\n{sentences}\n"
+    chunks = chunk_markdown(markdown, "Kiln log", chunk_tokens=120, overlap_tokens=30)
+    assert sum(c.own_start > 0 for c in chunks) >= 3  # chunks that start with the previous one's tail
+    stored = [(c.content, c.own_start, c.own_end) for c in chunks]
+    assert markdown_from_chunks(stored) == reassemble(chunks)
+    assert word_count(markdown_from_chunks(stored)) == word_count(markdown)
+    # Chunks synced before the bounds were stored: read whole, the overlap repeated rather than lost.
+    assert word_count(markdown_from_chunks([(c.content, None, None) for c in chunks])) > word_count(markdown)
+
+
+def test_the_sync_stores_each_chunks_own_bounds(synced):
+    with psycopg.connect(synced["env"]["DATABASE_URL"]) as conn:
+        total, bounded = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE metadata ? 'own_start' AND metadata ? 'own_end')"
+            " FROM archon_crawled_pages"
+        ).fetchone()
+    assert total > 16 and bounded == total
