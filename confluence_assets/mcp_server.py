@@ -71,22 +71,40 @@ class Tools:
     """The tools' bodies over one SearchService; calls are serialised on its connection (the SDK runs
     synchronous tools in worker threads)."""
 
-    def __init__(self, service: SearchService, principal_of: PrincipalOf) -> None:
+    def __init__(
+        self, service: SearchService, principal_of: PrincipalOf, reconnect: Callable[[], psycopg.Connection] | None
+    ) -> None:
         self.service = service
         self.principal_of = principal_of
+        self.reconnect = reconnect
         self.lock = threading.Lock()
 
     def run(self, ctx: Context | None, work: Callable[[psycopg.Connection, Principal], Any]) -> Any:
         principal = self.principal_of(ctx)
         try:
             with self.lock:
-                return work(self.service.conn, principal)
+                return self._with_connection(work, principal)
         except (SearchError, InvalidFilterError, SearchArgumentError) as exc:
             raise ToolError(_one_line(exc)) from None
         except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedObject):
             raise ToolError("the database has no search functions yet: run confluence-assets migrate") from None
         except psycopg.Error as exc:
             raise ToolError(f"database error: {_one_line(exc)}") from None
+
+    def _with_connection(self, work: Callable[[psycopg.Connection, Principal], Any], principal: Principal) -> Any:
+        """``work`` on the service's connection; one that was lost (the database restarted, the session was
+        terminated) is opened again and the call repeated once (every tool only reads)."""
+        for attempt in (1, 2):
+            conn = self.service.conn
+            if (conn.closed or conn.broken) and self.reconnect is not None:
+                self.service.conn = conn = self.reconnect()
+            try:
+                return work(conn, principal)
+            except psycopg.OperationalError:
+                if attempt == 2 or self.reconnect is None or not (conn.closed or conn.broken):
+                    raise
+                log.warning("the database connection was lost: connecting again")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def search(self, ctx, query: str, filters: SearchFilters, mode: str | None, limit: int, per_page: int) -> dict:
         if not isinstance(query, str) or not query.strip():
@@ -167,10 +185,13 @@ def group_by_page(results, limit: int, per_page: int) -> list[dict]:
     return list(grouped.values())
 
 
-def build_server(service: SearchService, principal_of: PrincipalOf) -> ConfluenceMCP:
-    """The MCP server with its tools; ``principal_of`` names the principal of a tool call's connection."""
+def build_server(
+    service: SearchService, principal_of: PrincipalOf, reconnect: Callable[[], psycopg.Connection] | None = None
+) -> ConfluenceMCP:
+    """The MCP server with its tools; ``principal_of`` names the principal of a tool call's connection;
+    ``reconnect`` opens a new database connection when the service's was lost (a restart of the database)."""
     server = ConfluenceMCP("confluence-assets", version=__version__, instructions=INSTRUCTIONS)
-    tools = Tools(service, principal_of)
+    tools = Tools(service, principal_of, reconnect)
     read_only = {"readOnlyHint": True, "openWorldHint": False}
 
     @server.tool(annotations=read_only)
@@ -349,21 +370,28 @@ def serve(
             f"--http needs bearer tokens: set {settings.CONFLUENCE_MCP_TOKENS_FILE} or --tokens-file "
             "(one '<token> <principal>' a line; see README, MCP server)"
         )
+    from confluence_assets.db.connection import connect, resolve_database
+
     try:
         service = SearchService.from_env(database_url, need_embedder=bool(loaded.embeddings.api_key))
     except SearchError as exc:
         raise SetupError(_one_line(exc)) from None
+    url = resolve_database(database_url).url
+
+    def reconnect() -> psycopg.Connection:
+        return connect(url, autocommit=True)
+
     with service:
         try:
             if address is None:
                 spec = "@service-account" if as_service_account else (as_user or loaded.mcp.as_user)
                 principal = principal_from_spec(service.conn, spec)
                 log.info("MCP over stdio as %s", principal.kind)
-                run_stdio(build_server(service, fixed_principal(principal)))
+                run_stdio(build_server(service, fixed_principal(principal), reconnect))
                 return
             tokens = load_tokens(service.conn, path)
         except (SearchError, TokenFileError) as exc:
             raise SetupError(_one_line(exc)) from None
         host, port = address
         print(f"MCP over streamable HTTP at http://{host}:{port}/mcp ({len(tokens.entries)} tokens)", file=sys.stderr)
-        run_http(build_server(service, principal_from_bearer(tokens)), tokens, host, port)
+        run_http(build_server(service, principal_from_bearer(tokens), reconnect), tokens, host, port)

@@ -31,7 +31,10 @@ from mcp.client.streamable_http import streamable_http_client
 from confluence_assets import cli
 from confluence_assets.content.chunking import chunk_markdown, reassemble
 from confluence_assets.content.metadata import word_count
+from confluence_assets.db.connection import connect
 from confluence_assets.mcp_auth import TokenFileError, TokenTable, bearer_token, hash_token, parse_tokens
+from confluence_assets.mcp_server import build_server, fixed_principal
+from confluence_assets.search import SearchService
 from confluence_assets.search.pages import markdown_from_chunks
 from confluence_assets.search.principal import Principal
 from confluence_assets_tests.pipeline_support import (
@@ -411,3 +414,25 @@ def test_the_sync_stores_each_chunks_own_bounds(synced):
             " FROM archon_crawled_pages"
         ).fetchone()
     assert total > 16 and bounded == total
+
+
+def test_a_lost_database_connection_is_opened_again(synced):
+    """In process (the SDK's client on the server object): the server's session is terminated between two
+    calls, as a database restart would; the next call connects again and answers."""
+    url = synced["env"]["DATABASE_URL"]
+    service = SearchService(connect(url, autocommit=True))
+    server = build_server(service, fixed_principal(Principal()), lambda: connect(url, autocommit=True))
+
+    async def scenario():
+        async with Client(server) as client:
+            before = await answer(client, "list_spaces")
+            with psycopg.connect(url, autocommit=True) as admin:
+                pid = service.conn.info.backend_pid
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+            assert await answer(client, "list_spaces") == before
+            assert service.conn.info.backend_pid != pid
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
