@@ -48,6 +48,7 @@ from confluence_assets_tests.pipeline_support import (
 
 CLI = str(Path(sys.executable).parent / "confluence-assets")
 PHRASE = "quokka bergamot ledger"  # only on the restricted page
+SECRET_LABEL, SECRET_ISSUE = "vault", "VLT-7"  # likewise
 TOOLS = {
     "search",
     "read_page",
@@ -77,7 +78,17 @@ def synced(server_url, _migrated_template, tmp_path_factory):
     reader = site.add_user("Rita Reader", email="rita@example.com")
     live = site.live_pages(key)
     secret = next(p for p in live if p.parent_id and site.child_ids(p.id))  # a page with children
-    site.edit_page(secret.id, body=f"<h1>Vault</h1><p>The {PHRASE} is kept here.</p>")
+    linked = next(p for p in live if p.id != secret.id and secret.id not in p.ancestors and p.parent_id)
+    site.jira.add_issue(SECRET_ISSUE, "Audit the vault")
+    site.edit_page(
+        secret.id,
+        body=f"<h1>Vault</h1><p>The {PHRASE} is kept here, see "
+        f'<ac:link><ri:page ri:content-title="{linked.title}"/></ac:link>, ask '
+        f'<ac:link><ri:user ri:account-id="{reader.account_id}"/></ac:link>.</p>'
+        f'<ac:structured-macro ac:name="jira"><ac:parameter ac:name="key">{SECRET_ISSUE}</ac:parameter>'
+        "</ac:structured-macro>",
+    )
+    site.add_label(secret.id, SECRET_LABEL)
     site.restrict_page(secret.id, [reader, site.default_user])
     tokens = tmp_path_factory.mktemp("mcp") / "tokens"
     tokens.write_text(
@@ -94,7 +105,15 @@ def synced(server_url, _migrated_template, tmp_path_factory):
             "OPENAI_BASE_URL": sb.emb.url,
             "CONFLUENCE_ASSETS_HOME": os.environ["CONFLUENCE_ASSETS_HOME"],
         }
-        yield {"site": site, "key": key, "reader": reader.account_id, "secret": secret.id, "env": env, "tokens": tokens}
+        yield {
+            "site": site,
+            "key": key,
+            "reader": reader.account_id,
+            "secret": secret.id,
+            "linked": linked.id,
+            "env": env,
+            "tokens": tokens,
+        }
     _drop_database(server_url, "t_mcp_server")
 
 
@@ -125,6 +144,18 @@ async def answer(client: Client, tool: str, **arguments):
 
 def page_ids(value) -> set[str]:
     return {p["page_id"] for p in value["pages"]}
+
+
+def questions_the_secret_page_answers(synced) -> list[tuple[str, dict]]:
+    """Every metadata tool, asked a question whose answer (for a reader) includes the restricted page."""
+    return [
+        ("pages_with_label", {"label": SECRET_LABEL}),
+        ("pages_with_jira_key", {"issue_key": SECRET_ISSUE}),
+        ("pages_mentioning", {"account_id": synced["reader"]}),
+        ("pages_by_author", {"account_id": synced["site"].page(synced["secret"]).author_id}),
+        ("pages_linking_to", {"page_id": synced["linked"]}),
+        ("search", {"query": PHRASE, "labels": [SECRET_LABEL], "jira_keys": [SECRET_ISSUE]}),
+    ]
 
 
 def test_stdio_serves_every_tool_as_nobody_named(synced):
@@ -228,6 +259,8 @@ def test_stdio_serves_every_tool_as_nobody_named(synced):
                 assert failed and failed_too and "not found" in for_secret
                 assert for_secret.replace(secret, "ID") == for_missing.replace(missing, "ID")
             assert not page_ids(await answer(client, "search", query=PHRASE, under_page_id=secret))
+            for tool, arguments in questions_the_secret_page_answers(synced):
+                assert secret not in page_ids(await answer(client, tool, **arguments)), tool
 
     asyncio.run(scenario())
 
@@ -244,6 +277,8 @@ def test_stdio_as_the_reader_gets_the_restricted_page(synced):
             assert PHRASE in page["markdown"] and page["markdown"].count(PHRASE) == 1
             children = await answer(client, "list_children", page_id=secret)
             assert page_ids(children) == set(site.child_ids(secret))
+            for tool, arguments in questions_the_secret_page_answers(synced):
+                assert secret in page_ids(await answer(client, tool, **arguments)), tool
 
     asyncio.run(scenario())
 
