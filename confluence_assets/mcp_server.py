@@ -48,6 +48,9 @@ PrincipalOf = Callable[[Context | None], Principal]
 
 Spaces = Annotated[list[str] | None, Field(description="space keys: pages in any of them")]
 Limit = Annotated[int, Field(description=f"at most this many pages (1-{MAX_LIST})")]
+PageId = Annotated[str, Field(description="a page's Confluence id (numeric)")]
+IssueKey = Annotated[str, Field(description="a Jira issue key, PROJECT-123")]
+AccountId = Annotated[str, Field(description="a Confluence account id (a user key or username on Data Center)")]
 
 
 class ConfluenceMCP(MCPServer):
@@ -120,7 +123,7 @@ class Tools:
 
         def work(conn, principal):
             results = self.service.search(query, filters, limit=candidates, mode=chosen, principal=principal)
-            return {"principal": principal.kind, "mode": chosen, "pages": group_by_page(results, limit, per_page)}
+            return {"principal": principal.kind, "mode": chosen, "pages": pages.group_by_page(results, limit, per_page)}
 
         return self.run(ctx, work)
 
@@ -149,40 +152,6 @@ class Tools:
 
     def pages_where(self, ctx, query: Callable[[Principal], mq.Query]) -> dict:
         return self.run(ctx, lambda conn, principal: {"pages": [r.to_dict() for r in mq.run(conn, query(principal))]})
-
-
-def group_by_page(results, limit: int, per_page: int) -> list[dict]:
-    """Chunks (best first) grouped into pages in the order of each page's best chunk; each page keeps its
-    ``per_page`` best chunks, each chunk a citation (the page's Confluence URL and the chunk's breadcrumb)."""
-    grouped: dict[str, dict] = {}
-    for r in results:
-        page = grouped.get(r.page_id)
-        if page is None:
-            if len(grouped) == limit:
-                continue
-            title_at = r.breadcrumb.index(r.page_title) + 1 if r.page_title in r.breadcrumb else len(r.breadcrumb)
-            page = grouped[r.page_id] = {
-                "page_id": r.page_id,
-                "title": r.page_title,
-                "space_key": r.space_key,
-                "url": r.url,
-                "breadcrumb": " > ".join(r.breadcrumb[:title_at]),
-                "score": r.score,
-                "last_modified": r.last_modified.isoformat(),
-                "chunks": [],
-            }
-        if len(page["chunks"]) < per_page:
-            page["chunks"].append(
-                {
-                    "chunk_id": r.chunk_id,
-                    "section": r.section_title,
-                    "score": r.score,
-                    "match_type": r.match_type,
-                    "content": r.content,
-                    "citation": {"title": r.page_title, "url": r.url, "breadcrumb": " > ".join(r.breadcrumb)},
-                }
-            )
-    return list(grouped.values())
 
 
 def build_server(
@@ -226,7 +195,7 @@ def build_server(
         return tools.search(ctx, query, filters, mode, limit, chunks_per_page)
 
     @server.tool(annotations=read_only)
-    def read_page(page_id: Annotated[str, Field(description="the page's Confluence id")], ctx: Context | None = None):
+    def read_page(page_id: PageId, ctx: Context | None = None) -> dict:
         """One page in full: its Markdown, breadcrumb, labels, authors, Jira links, mentions, links, headings."""
         return tools.read_page(ctx, page_id)
 
@@ -236,13 +205,13 @@ def build_server(
         return tools.list_spaces(ctx)
 
     @server.tool(annotations=read_only)
-    def list_children(page_id: str, limit: Limit = 200, ctx: Context | None = None) -> dict:
+    def list_children(page_id: PageId, limit: Limit = 200, ctx: Context | None = None) -> dict:
         """The child pages of a page (those this connection may read), by title."""
         _check_limit(limit)
         return tools.about_page(ctx, page_id, lambda p: mq.children_query(page_id, limit=limit, principal=p))
 
     @server.tool(annotations=read_only)
-    def pages_linking_to(page_id: str, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
+    def pages_linking_to(page_id: PageId, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
         """The pages that link to a page."""
         _check_limit(limit)
         spaces_ = tuple(spaces or ())
@@ -251,7 +220,12 @@ def build_server(
         )
 
     @server.tool(annotations=read_only)
-    def pages_with_jira_key(issue_key: str, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
+    def pages_with_jira_key(
+        issue_key: Annotated[str, Field(description="PROJECT-123")],
+        spaces: Spaces = None,
+        limit: Limit = 200,
+        ctx: Context | None = None,
+    ):
         """The pages that link a Jira issue (PROJECT-123)."""
         _check_limit(limit)
         q = mq.pages_with_jira_key_query
@@ -265,14 +239,14 @@ def build_server(
         return tools.pages_where(ctx, lambda p: q(label, spaces=tuple(spaces or ()), limit=limit, principal=p))
 
     @server.tool(annotations=read_only)
-    def pages_mentioning(account_id: str, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
+    def pages_mentioning(account_id: AccountId, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
         """The pages that mention a user (by Confluence account id)."""
         _check_limit(limit)
         q = mq.pages_mentioning_user_query
         return tools.pages_where(ctx, lambda p: q(account_id, spaces=tuple(spaces or ()), limit=limit, principal=p))
 
     @server.tool(annotations=read_only)
-    def pages_by_author(account_id: str, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
+    def pages_by_author(account_id: AccountId, spaces: Spaces = None, limit: Limit = 200, ctx: Context | None = None):
         """The pages a user created (by Confluence account id)."""
         _check_limit(limit)
         q = mq.pages_by_author_query

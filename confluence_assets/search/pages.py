@@ -1,5 +1,5 @@
 """Reading the stored pages as a principal: one page in full (its Markdown back from its live chunks, its
-metadata, its breadcrumb) and the spaces a principal can read something in.
+metadata, its breadcrumb) and the spaces a principal can read something in; search results grouped by page.
 
 Every query goes through ``confluence_filtered_pages`` with the principal's viewer arguments (as
 ``metadata_queries`` does), so a page the principal may not read is exactly as absent as a page that does
@@ -11,6 +11,7 @@ apply the principal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from psycopg import sql
 from confluence_assets.confluence.keys import SOURCE_ID_PREFIX
 from confluence_assets.search import metadata_queries as mq
 from confluence_assets.search.filters import SearchFilters
+from confluence_assets.search.hybrid import SearchResult
 from confluence_assets.search.principal import VIEWER_ARGUMENTS, Principal, with_access
 
 # The metadata of a page that is about the page itself (what its readers see in Confluence), passed on as
@@ -160,3 +162,37 @@ def readable_spaces(conn: psycopg.Connection, principal: Principal) -> list[Spac
     """The spaces in which ``principal`` may read at least one live page, with how many."""
     params = with_access(conn, {"prefix": SOURCE_ID_PREFIX, **principal.sql_params()})
     return [SpaceSummary(*row) for row in conn.execute(_SPACES, params, prepare=False).fetchall()]
+
+
+def group_by_page(results: Iterable[SearchResult], limit: int, per_page: int) -> list[dict[str, Any]]:
+    """Chunks (best first) grouped into pages in the order of each page's best chunk; each page keeps its
+    ``per_page`` best chunks, each chunk a citation (the page's Confluence URL and the chunk's breadcrumb)."""
+    grouped: dict[str, dict] = {}
+    for r in results:
+        page = grouped.get(r.page_id)
+        if page is None:
+            if len(grouped) == limit:
+                continue
+            title_at = r.breadcrumb.index(r.page_title) + 1 if r.page_title in r.breadcrumb else len(r.breadcrumb)
+            page = grouped[r.page_id] = {
+                "page_id": r.page_id,
+                "title": r.page_title,
+                "space_key": r.space_key,
+                "url": r.url,
+                "breadcrumb": " > ".join(r.breadcrumb[:title_at]),
+                "score": r.score,
+                "last_modified": r.last_modified.isoformat(),
+                "chunks": [],
+            }
+        if len(page["chunks"]) < per_page:
+            page["chunks"].append(
+                {
+                    "chunk_id": r.chunk_id,
+                    "section": r.section_title,
+                    "score": r.score,
+                    "match_type": r.match_type,
+                    "content": r.content,
+                    "citation": {"title": r.page_title, "url": r.url, "breadcrumb": " > ".join(r.breadcrumb)},
+                }
+            )
+    return list(grouped.values())
