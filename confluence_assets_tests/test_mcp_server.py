@@ -28,6 +28,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+import confluence_assets
 from confluence_assets import cli
 from confluence_assets.content.chunking import chunk_markdown, reassemble
 from confluence_assets.content.metadata import word_count
@@ -471,3 +472,16 @@ def test_a_lost_database_connection_is_opened_again(synced):
         asyncio.run(scenario())
     finally:
         service.close()
+
+
+def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "mcp" or m.startswith("mcp.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing mcp now fails as when it is not installed
+    monkeypatch.delitem(sys.modules, "confluence_assets.mcp_server")
+    monkeypatch.delattr(confluence_assets, "mcp_server")  # else `from confluence_assets import` finds it
+    assert cli.main(["mcp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'confluence-assets[mcp]'" in err
+    # The other commands never import the SDK: the default install needs no extra.
+    probe = "import sys, confluence_assets.cli as c; c.build_parser(); print('mcp' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
