@@ -105,6 +105,8 @@ def load_tokens(conn: psycopg.Connection, path: Path) -> TokenTable:
         raise TokenFileError(f"cannot read the tokens file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise TokenFileError(f"the tokens file {path} is not UTF-8 text") from None
+    if path.stat().st_mode & 0o077:
+        log.warning("the tokens file %s is readable by other users: chmod 600 it (or list sha256: digests)", path)
     entries = []
     for number, (digest, spec) in enumerate(parse_tokens(text, str(path)), 1):
         try:

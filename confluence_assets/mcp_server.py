@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import psycopg
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from confluence_assets import __version__
@@ -161,7 +162,7 @@ def build_server(
     ``reconnect`` opens a new database connection when the service's was lost (a restart of the database)."""
     server = ConfluenceMCP("confluence-assets", version=__version__, instructions=INSTRUCTIONS)
     tools = Tools(service, principal_of, reconnect)
-    read_only = {"readOnlyHint": True, "openWorldHint": False}
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @server.tool(annotations=read_only)
     def search(

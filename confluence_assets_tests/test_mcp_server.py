@@ -92,6 +92,7 @@ def synced(server_url, _migrated_template, tmp_path_factory):
     site.add_label(secret.id, SECRET_LABEL)
     site.restrict_page(secret.id, [reader, site.default_user])
     tokens = tmp_path_factory.mktemp("mcp") / "tokens"
+    tokens.touch(mode=0o600)
     tokens.write_text(
         f"# token principal\n{READER_TOKEN} {reader.account_id}\n{hash_token(NOBODY_TOKEN)} @nobody\n",
         encoding="utf-8",
@@ -183,7 +184,7 @@ def test_stdio_serves_every_tool_as_nobody_named(synced):
         async with stdio(synced) as client:
             listed = await client.list_tools()
             assert {t.name for t in listed.tools} == TOOLS
-            assert all(t.description for t in listed.tools)
+            assert all(t.description and t.annotations.read_only_hint for t in listed.tools)
 
             found = await answer(client, "search", query=labelled.title, spaces=[key], limit=5, chunks_per_page=2)
             assert found["principal"] == "nobody" and found["mode"] == "hybrid"
