@@ -237,6 +237,26 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from confluence_assets import mcp_server
+    except ImportError as exc:  # the optional extra is missing
+        if (exc.name or "").split(".")[0] != "mcp":
+            raise
+        raise CommandError("the MCP server needs the mcp extra: pip install 'confluence-assets[mcp]'") from None
+    try:
+        mcp_server.serve(
+            args.database_url,
+            http=args.http,
+            as_user=args.as_user,
+            as_service_account=args.as_service_account,
+            tokens_file=args.tokens_file,
+        )
+    except mcp_server.SetupError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from confluence_assets import dev
 
@@ -309,6 +329,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help='print {"principal", "withheld", "results": [...]} as JSON (for tools)',
+    )
+
+    help_ = "serve the synced pages to agents over MCP (stdio; --http HOST:PORT for streamable HTTP)"
+    p = add("mcp", _cmd_mcp, help_)
+    p.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP at http://HOST:PORT/mcp (bearer tokens)")
+    p.add_argument(
+        "--as-user",
+        metavar="ACCOUNT_ID|EMAIL",
+        help=f"stdio: search as this Confluence user (default ${settings.CONFLUENCE_MCP_AS_USER}, else nobody "
+        "named: pages without read restrictions only)",
+    )
+    p.add_argument(
+        "--as-service-account",
+        action="store_true",
+        help="stdio: every page the sync stored, Confluence permissions not applied (logged; administrators)",
+    )
+    p.add_argument(
+        "--tokens-file",
+        metavar="PATH",
+        help=f"--http: '<token> <principal>' lines (default ${settings.CONFLUENCE_MCP_TOKENS_FILE})",
     )
     return parser
 

@@ -61,6 +61,9 @@ CONFLUENCE_PERMISSIONS_CRON = "CONFLUENCE_PERMISSIONS_CRON"  # the permission re
 CONFLUENCE_AUTOMATION_DEFAULT = "CONFLUENCE_AUTOMATION_DEFAULT"  # running | stopped
 CONFLUENCE_STEP_RETRY_DELAY_SECONDS = "CONFLUENCE_STEP_RETRY_DELAY_SECONDS"
 
+CONFLUENCE_MCP_AS_USER = "CONFLUENCE_MCP_AS_USER"  # `mcp` over stdio: the principal (account id or e-mail)
+CONFLUENCE_MCP_TOKENS_FILE = "CONFLUENCE_MCP_TOKENS_FILE"  # `mcp --http`: bearer tokens -> principals
+
 SANDBOX_HOST = "SANDBOX_HOST"
 SANDBOX_CONFLUENCE_PORT = "SANDBOX_CONFLUENCE_PORT"
 SANDBOX_EMBEDDINGS_PORT = "SANDBOX_EMBEDDINGS_PORT"
@@ -187,6 +190,15 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class McpSettings:
+    """``confluence-assets mcp``: over stdio it searches as ``as_user`` (unset: nobody named, the same
+    fail-closed default as ``search``); over HTTP as the principal each bearer token of ``tokens_file`` maps to."""
+
+    as_user: str | None = None
+    tokens_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     confluence: ConfluenceSettings = field(default_factory=ConfluenceSettings)
     embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -195,6 +207,7 @@ class Settings:
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    mcp: McpSettings = field(default_factory=McpSettings)
     # Names of the variables that are set (not their values): what resources wire as EnvVar.
     present: frozenset[str] = frozenset()
 
@@ -393,6 +406,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             max_text_chars=int(r.number(CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS, 300_000, minimum=1000)),
             comments=r.choice(CONFLUENCE_COMMENTS, "on", SWITCHES) == "on",
         ),
+        mcp=McpSettings(as_user=r.text(CONFLUENCE_MCP_AS_USER), tokens_file=r.path(CONFLUENCE_MCP_TOKENS_FILE)),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )
     return settings, r.errors

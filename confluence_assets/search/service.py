@@ -158,11 +158,16 @@ class SearchService:
         mode: str = "hybrid",
         as_user: str | None = None,
         as_service_account: bool = False,
+        principal: Principal | None = None,
     ) -> SearchResults:
         """Search as ``as_user`` (an account id, or an e-mail known from the group listings), as nobody
         (neither given: pages without read restrictions only, and ``withheld`` says how many matches that
-        left out), or as the service account (every page; logged at WARNING)."""
-        principal = resolve_principal(self.conn, as_user, as_service_account)
+        left out), or as the service account (every page; logged at WARNING). ``principal``: one resolved
+        already (the MCP server resolves each connection's once), instead of ``as_user``/``as_service_account``."""
+        if principal is None:
+            principal = resolve_principal(self.conn, as_user, as_service_account)
+        elif as_user is not None or as_service_account:
+            raise SearchError("a search runs as one principal: give it resolved or as as_user, not both")
         filters = (filters or SearchFilters()).validated()
         embedding = None
         if mode != "keyword":

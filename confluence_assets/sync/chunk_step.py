@@ -142,6 +142,10 @@ def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tu
         "breadcrumb": [*prefix, *c.breadcrumb],
         "content_hash": c.content_hash,
         "chunk_index": c.index,
+        # content[own_start:own_end] is this chunk's share of the page (no overlap, repeated table header or
+        # added fence): what reading a page back from its chunks joins (search.pages.read_page).
+        "own_start": c.own_start,
+        "own_end": c.own_end,
         "token_count": c.token_count,
         "version": version,
         "last_modified": last_modified.isoformat(),
