@@ -1,0 +1,395 @@
+-- Migration: 070_confluence_keyword_ranking.sql
+-- Description: Keyword ranking that works for questions, and hnsw.ef_search per embedding dimension.
+--              The keyword side of confluence_hybrid_search required every word of the query
+--              (websearch_to_tsquery), so a question matched no chunk and hybrid was vector-only. Now a
+--              chunk matches when it has ANY of the query's terms and is ranked by Okapi BM25 (k1 1.2,
+--              b 0.75): more matched terms, rarer terms (document frequency counted among the chunks the
+--              search may return) and repeated terms score higher. "Quoted phrases" stay required,
+--              -exclusions stay excluded, and a word the parser splits (ERR_CERT_DATE_INVALID, PAY-123,
+--              max_connections) is one term that matches only as the whole phrase. The vector side gets
+--              its hnsw.ef_search from the embedding dimension and the candidate count
+--              (confluence_hnsw_ef_search; bench/search.py --ann measures it). Permissions unchanged: every
+--              query still goes through confluence_filtered_pages(..., access) and the final
+--              confluence_can_view test.
+-- Version: 0.1.0
+-- Idempotent: yes. Functions CREATE OR REPLACE with the signatures of 040 (confluence_hybrid_search keeps
+--             its arguments and result columns).
+
+-- ---------------------------------------------------------------------------------------------------
+-- The query text as keyword terms.
+--   "a phrase"   required (AND), matched as a phrase; -word / -"a phrase" excluded
+--   or / OR      ignored: terms are alternatives anyway
+--   any other whitespace-separated word: one optional term, phraseto_tsquery of the word, so that a word
+--   the parser splits into several lexemes (max_connections -> 'max' <-> 'connect') matches whole
+-- match_query: the chunks the keyword side may return (required & !excluded, or without a required phrase
+-- !excluded & (term1 | term2 | ...)); NULL when the text has no positive term (only stop words or
+-- exclusions). filter_query: the required and excluded part alone (NULL if none). terms: every positive term
+-- (required phrases too: they count in the ranking), deduplicated; lexemes[i]: the lexeme when terms[i]
+-- is a single lexeme (its term frequency is read from the chunk's positions), NULL for a phrase.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION confluence_keyword_query(
+    query_text text,
+    OUT match_query tsquery,
+    OUT filter_query tsquery,
+    OUT terms tsquery[],
+    OUT lexemes text[]
+)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+  m text[];
+  word text;
+  term tsquery;
+  required tsquery;
+  excluded tsquery;
+  optional tsquery;
+  rest text := coalesce(query_text, '');
+  parts text[];
+BEGIN
+  terms := '{}';
+  lexemes := '{}';
+  -- Quoted phrases: -"..." excluded, "..." required.
+  FOR m IN SELECT regexp_matches(rest, '(^|\s)(-?)"([^"]*)"', 'g') LOOP
+    term := phraseto_tsquery('english', m[3]);
+    CONTINUE WHEN numnode(term) = 0;
+    IF m[2] = '-' THEN
+      excluded := CASE WHEN excluded IS NULL THEN term ELSE excluded || term END;
+    ELSE
+      required := CASE WHEN required IS NULL THEN term ELSE required && term END;
+      IF NOT term = ANY (terms) THEN
+        terms := terms || term;
+        lexemes := lexemes || CASE WHEN numnode(term) = 1 THEN (tsvector_to_array(to_tsvector('english', m[3])))[1] END;
+      END IF;
+    END IF;
+  END LOOP;
+  rest := regexp_replace(rest, '(^|\s)-?"[^"]*"', ' ', 'g');
+  rest := replace(rest, '"', ' ');  -- an unclosed quote: its words count as plain words
+  FOREACH word IN ARRAY regexp_split_to_array(btrim(rest), '\s+') LOOP
+    CONTINUE WHEN word = '' OR lower(word) = 'or';
+    IF left(word, 1) = '-' THEN
+      term := phraseto_tsquery('english', substr(word, 2));
+      IF numnode(term) > 0 THEN
+        excluded := CASE WHEN excluded IS NULL THEN term ELSE excluded || term END;
+      END IF;
+      CONTINUE;
+    END IF;
+    term := phraseto_tsquery('english', word);
+    CONTINUE WHEN numnode(term) = 0 OR term = ANY (terms);  -- a stop word, or a term seen already
+    terms := terms || term;
+    parts := tsvector_to_array(to_tsvector('english', word));
+    lexemes := lexemes || CASE WHEN numnode(term) = 1 AND cardinality(parts) = 1 THEN parts[1] END;
+    optional := CASE WHEN optional IS NULL THEN term ELSE optional || term END;
+  END LOOP;
+  IF cardinality(terms) = 0 THEN
+    RETURN;  -- match_query NULL: nothing to rank by
+  END IF;
+  -- With a required phrase the other words rank, they do not filter: a chunk with the phrase and none of
+  -- them still matches.
+  match_query := coalesce(required, optional);
+  filter_query := required;
+  IF excluded IS NOT NULL THEN
+    match_query := match_query && !!excluded;
+    filter_query := CASE WHEN required IS NULL THEN !!excluded ELSE required && !!excluded END;
+  END IF;
+END
+$fn$;
+COMMENT ON FUNCTION confluence_keyword_query(text) IS
+  'Keyword terms of a query text: the tsquery a chunk must match (any term; quoted phrases required, '
+  '-exclusions excluded) and each positive term with its lexeme (NULL for a phrase)';
+
+-- ---------------------------------------------------------------------------------------------------
+-- hnsw.ef_search for a vector search: the per-dimension value bench/search.py --ann found for
+-- recall@10 >= 0.98 against exact search, and never less than the candidates asked for (an HNSW scan
+-- returns at most ef_search rows before it has to iterate). The setting confluence_search.ef_search
+-- overrides the per-dimension value for every dimension.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION confluence_hnsw_ef_search(embedding_dimension integer, candidates integer)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT least(1000, greatest(
+    coalesce(nullif(current_setting('confluence_search.ef_search', true), '')::integer,
+             CASE embedding_dimension WHEN 384 THEN 200 WHEN 768 THEN 200 WHEN 1024 THEN 200 ELSE 150 END),
+    candidates))
+$$;
+COMMENT ON FUNCTION confluence_hnsw_ef_search(integer, integer) IS
+  'hnsw.ef_search for a vector search of this dimension taking this many candidates (bench/search.py --ann)';
+
+-- ---------------------------------------------------------------------------------------------------
+-- confluence_hybrid_search: as in 040 (same arguments, same result columns, same permission tests), with
+-- the keyword side described above; text_score is the chunk's BM25 score (NULL when the keyword side did
+-- not rank it), and hnsw.ef_search comes from confluence_hnsw_ef_search unless the caller gives one.
+-- Keyword side, step by step (each query carries the filters and the viewer's access):
+--   1. document frequency of each term among the chunks the search may return, counted up to
+--      keyword_rank_limit (a term found more often than that is common: its weight is near zero anyway);
+--   2. candidates: the chunks of the rarest terms first, at most keyword_rank_limit in all, plus the vector
+--      side's candidates that match;
+--   3. BM25 over the candidates: for each term sum idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
+--      idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with N the number of stored chunks (pg_class: no count of
+--      what the viewer may not read enters a score), tf from the lexeme's positions (1 for a phrase),
+--      dl the chunk's number of distinct lexemes and avgdl their mean over the candidates.
+-- ---------------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION confluence_hybrid_search(
+    query_embedding vector,
+    query_text text,
+    match_count integer DEFAULT 10,
+    space_keys text[] DEFAULT NULL,
+    labels text[] DEFAULT NULL,
+    jira_keys text[] DEFAULT NULL,
+    mentioned_account_ids text[] DEFAULT NULL,
+    author_account_ids text[] DEFAULT NULL,
+    under_page_id text DEFAULT NULL,
+    modified_since timestamptz DEFAULT NULL,
+    search_mode text DEFAULT 'hybrid',
+    candidate_count integer DEFAULT NULL,
+    rrf_k integer DEFAULT 60,
+    ef_search integer DEFAULT NULL,
+    viewer_account_id text DEFAULT NULL,
+    as_service_account boolean DEFAULT false
+)
+RETURNS TABLE (
+    id bigint,
+    url varchar,
+    chunk_number integer,
+    content text,
+    metadata jsonb,
+    source_id text,
+    page_id text,
+    page_title text,
+    space_key text,
+    page_url text,
+    breadcrumb text[],
+    section_title text,
+    last_modified timestamptz,
+    score double precision,
+    similarity double precision,
+    text_score double precision,
+    vector_rank integer,
+    text_rank integer,
+    match_type text
+)
+LANGUAGE plpgsql
+SET hnsw.iterative_scan = 'relaxed_order'
+SET hnsw.ef_search = 150  -- replaced per call by confluence_hnsw_ef_search (reverted on exit)
+SET jit = off  -- compiling would cost more than these short queries take
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+  -- See 030: up to this many chunks are ranked exactly, without the index.
+  exact_chunk_limit constant integer :=
+    coalesce(nullif(current_setting('confluence_search.exact_chunk_limit', true), '')::integer, 5000);
+  exact_page_limit constant integer := least(exact_chunk_limit, 2000);
+  keyword_rank_limit constant integer :=
+    coalesce(nullif(current_setting('confluence_search.keyword_rank_limit', true), '')::integer, 2000);
+  -- $12 is the viewer's resolved access in every query below.
+  filter_args constant text := '$3, $4, $5, $6, $7, $8, $9, access => $12';
+  cand integer := least(coalesce(candidate_count, greatest(50, 2 * match_count)), 1000);
+  col text;
+  kq record;
+  tsq tsquery;
+  acc confluence_access := confluence_viewer_access(viewer_account_id, as_service_account);
+  filtered boolean := space_keys IS NOT NULL OR labels IS NOT NULL OR jira_keys IS NOT NULL
+                      OR mentioned_account_ids IS NOT NULL OR author_account_ids IS NOT NULL
+                      OR under_page_id IS NOT NULL OR modified_since IS NOT NULL;
+  page_ids text[];
+  exact boolean := false;
+  allowed text;
+  dfs integer[];
+  idfs float8[];
+  takes integer[];
+  remaining integer;
+  n_chunks float8;
+  narrow text;
+  i integer;
+  v_ids bigint[] := '{}';
+  t_ids bigint[] := '{}';
+  t_scores float8[] := '{}';
+BEGIN
+  IF search_mode NOT IN ('hybrid', 'vector', 'keyword') THEN
+    RAISE EXCEPTION 'search_mode must be hybrid, vector or keyword, not %', search_mode
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF match_count IS NULL OR match_count < 1 THEN
+    RETURN;
+  END IF;
+  IF acc.all_pages THEN
+    RAISE LOG 'confluence_hybrid_search as the service account: Confluence permissions not applied';
+  END IF;
+  IF query_embedding IS NOT NULL THEN
+    col := confluence_embedding_column(vector_dims(query_embedding));
+    PERFORM set_config('hnsw.ef_search',
+                       coalesce(ef_search, confluence_hnsw_ef_search(vector_dims(query_embedding), cand))::text,
+                       true);  -- reverted on exit (SET clause above)
+  END IF;
+  IF coalesce(btrim(query_text), '') <> '' AND search_mode IN ('hybrid', 'keyword') THEN
+    kq := confluence_keyword_query(query_text);
+    tsq := kq.match_query;
+  END IF;
+
+  -- As in 040: when filters or the viewer's spaces narrow the search, the pages it may return are
+  -- collected first; if they are few, their chunks are ranked exactly.
+  IF NOT filtered AND acc.space_keys IS NOT NULL AND exact_page_limit < (
+       SELECT count(*) FROM (SELECT 1 FROM confluence_pages p
+                             WHERE p.is_deleted = FALSE AND p.space_key = ANY (acc.space_keys)
+                             LIMIT exact_page_limit + 1) s) THEN
+    NULL;
+  ELSIF filtered OR acc.space_keys IS NOT NULL THEN
+    EXECUTE format('SELECT array_agg(page_id) FROM (SELECT page_id FROM confluence_filtered_pages(%s) LIMIT %s) s',
+                   filter_args, exact_page_limit + 1)
+      INTO page_ids
+      USING query_embedding, query_text, space_keys, labels, jira_keys, mentioned_account_ids,
+            author_account_ids, under_page_id, modified_since, NULL::text[], NULL::bigint[], acc;
+    IF page_ids IS NULL THEN
+      RETURN;  -- no live page matches the filters or may be read by this viewer
+    END IF;
+    IF cardinality(page_ids) <= exact_page_limit AND exact_chunk_limit > 0 THEN
+      SELECT count(*) <= exact_chunk_limit INTO exact FROM (
+        SELECT 1 FROM archon_crawled_pages c
+        WHERE c.metadata ? 'page_id' AND (c.metadata->>'page_id') = ANY (page_ids)
+        LIMIT exact_chunk_limit + 1) s;
+    END IF;
+  END IF;
+
+  IF col IS NOT NULL AND search_mode IN ('hybrid', 'vector') THEN
+    IF exact THEN
+      -- "+ 0" keeps the planner off the HNSW index: these few chunks are ranked exactly.
+      EXECUTE format(
+        $q$SELECT array_agg(id ORDER BY d, id) FROM (
+             SELECT c.id, (c.%1$I <=> $1) + 0 AS d FROM archon_crawled_pages c
+             WHERE c.metadata ? 'page_id' AND (c.metadata->>'page_id') = ANY ($10) AND c.%1$I IS NOT NULL
+               AND (SELECT true FROM confluence_pages p
+                    WHERE p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id)
+             ORDER BY 2, 1 LIMIT %2$s) s$q$, col, cand)
+        INTO v_ids
+        USING query_embedding, query_text, space_keys, labels, jira_keys, mentioned_account_ids,
+              author_account_ids, under_page_id, modified_since, page_ids, NULL::bigint[], acc;
+    ELSE
+      -- The page test is a scalar subquery on purpose: evaluated per index candidate (a primary-key
+      -- probe), it keeps the HNSW scan in distance order instead of turning into a join.
+      EXECUTE format(
+        $q$WITH nearest AS MATERIALIZED (
+             SELECT c.id, c.%1$I <=> $1 AS d FROM archon_crawled_pages c
+             WHERE c.%1$I IS NOT NULL AND c.metadata ? 'page_id'
+               AND (SELECT true FROM confluence_filtered_pages(%3$s) p
+                    WHERE p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id)
+             ORDER BY c.%1$I <=> $1 LIMIT %2$s)
+           SELECT array_agg(id ORDER BY d, id) FROM nearest$q$, col, cand, filter_args)
+        INTO v_ids
+        USING query_embedding, query_text, space_keys, labels, jira_keys, mentioned_account_ids,
+              author_account_ids, under_page_id, modified_since, NULL::text[], NULL::bigint[], acc;
+    END IF;
+  END IF;
+
+  IF tsq IS NOT NULL THEN
+    -- The chunks this search may return: the same page tests as the vector side.
+    allowed := CASE WHEN exact
+      THEN $c$(c.metadata->>'page_id') = ANY ($10) AND EXISTS (SELECT 1 FROM confluence_pages p
+               WHERE p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id)$c$
+      ELSE format($c$EXISTS (SELECT 1 FROM confluence_filtered_pages(%s) p
+               WHERE p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id)$c$, filter_args)
+    END;
+    -- A required phrase or an exclusion narrows every step as it narrows the results.
+    narrow := CASE WHEN kq.filter_query IS NULL THEN 'true' ELSE 'c.content_search_vector @@ $17' END;
+    -- 1. Document frequencies, among the chunks this search may return, capped.
+    EXECUTE format(
+      $q$SELECT array_agg(n ORDER BY t.i) FROM unnest($2::tsquery[]) WITH ORDINALITY AS t (term, i)
+         CROSS JOIN LATERAL (SELECT count(*)::integer AS n FROM (
+           SELECT 1 FROM archon_crawled_pages c
+           WHERE c.content_search_vector @@ t.term AND %3$s AND c.metadata ? 'page_id'
+             AND %1$s LIMIT %2$s) s) x$q$, allowed, keyword_rank_limit, narrow)
+      INTO dfs
+      USING query_embedding, kq.terms, space_keys, labels, jira_keys, mentioned_account_ids,
+            author_account_ids, under_page_id, modified_since, page_ids, NULL::bigint[], acc, tsq, NULL::integer[],
+            NULL::text[], NULL::float8[], kq.filter_query;
+    -- 2. Candidates: the terms' chunks, rarest term first, keyword_rank_limit in all.
+    remaining := keyword_rank_limit;
+    takes := array_fill(0, ARRAY[cardinality(dfs)]);
+    FOR i IN SELECT o.i FROM unnest(dfs) WITH ORDINALITY AS o (n, i) WHERE o.n > 0 ORDER BY o.n, o.i LOOP
+      EXIT WHEN remaining <= 0;
+      takes[i] := least(dfs[i], remaining);
+      remaining := remaining - takes[i];
+    END LOOP;
+    -- N: all stored chunks, from the catalogue (which every role may read), counted when small or never
+    -- analysed. No count of what the viewer may not read enters a score.
+    SELECT reltuples INTO n_chunks FROM pg_class WHERE oid = 'archon_crawled_pages'::regclass;
+    IF n_chunks < 10000 THEN
+      SELECT count(*) INTO n_chunks FROM archon_crawled_pages;
+    END IF;
+    SELECT array_agg(ln(1 + (greatest(n_chunks, d) - d + 0.5) / (d + 0.5)) ORDER BY o.i) INTO idfs
+      FROM unnest(dfs) WITH ORDINALITY AS o (d, i);
+    -- 3. BM25. setweight marks the query's lexemes (one decompression of the tsvector per chunk) and
+    --    ts_filter keeps only them: their positions give the term frequencies.
+    EXECUTE format(
+      $q$WITH candidates AS MATERIALIZED (
+           SELECT DISTINCT ON (u.id) u.id, u.v FROM (
+             (SELECT x.id, x.v FROM unnest($2::tsquery[], $14::integer[]) AS t (term, take)
+              CROSS JOIN LATERAL (
+                SELECT c.id, c.content_search_vector AS v FROM archon_crawled_pages c
+                WHERE t.take > 0 AND c.content_search_vector @@ t.term AND %3$s
+                  AND c.metadata ? 'page_id' AND %1$s LIMIT t.take) x)
+             UNION ALL
+             (SELECT c.id, c.content_search_vector FROM archon_crawled_pages c
+              WHERE c.id = ANY ($11) AND c.content_search_vector @@ $13 AND c.metadata ? 'page_id' AND %1$s)
+           ) u ORDER BY u.id),
+         marked AS MATERIALIZED (
+           SELECT d.id, x.w, length(x.w)::float8 AS dl FROM candidates d
+           CROSS JOIN LATERAL (SELECT setweight(d.v, 'A', array_remove($15::text[], NULL)) AS w OFFSET 0) x),
+         scored AS (
+           SELECT m.id,
+                  (SELECT coalesce(sum(q.idf * (1.2 + 1) * q.tf
+                                       / (q.tf + 1.2 * (0.25 + 0.75 * m.dl / a.avgdl))), 0)
+                   FROM (SELECT $16[k.i] AS idf, cardinality(f.positions)::float8 AS tf
+                         FROM unnest(ts_filter(m.w, '{a}')) AS f
+                         JOIN unnest($15::text[]) WITH ORDINALITY AS k (lexeme, i) ON k.lexeme = f.lexeme
+                         UNION ALL
+                         SELECT p.idf, 1 FROM unnest($2::tsquery[], $15::text[], $16::float8[]) AS p (term, lexeme, idf)
+                         WHERE p.lexeme IS NULL AND m.w @@ p.term) q) AS r
+           FROM marked m, (SELECT greatest(avg(dl), 1) AS avgdl FROM marked) a)
+         SELECT array_agg(id ORDER BY r DESC, id), array_agg(r ORDER BY r DESC, id)
+         FROM (SELECT id, r FROM scored ORDER BY r DESC, id LIMIT %2$s) s$q$,
+      allowed, cand, narrow)
+      INTO t_ids, t_scores
+      USING query_embedding, kq.terms, space_keys, labels, jira_keys, mentioned_account_ids,
+            author_account_ids, under_page_id, modified_since, page_ids, v_ids, acc, tsq, takes,
+            kq.lexemes, idfs, kq.filter_query;
+  END IF;
+
+  -- The final join tests the viewer once more: whatever produced an id, no page the viewer may not read
+  -- is ever returned.
+  RETURN QUERY EXECUTE format(
+    $q$SELECT c.id, c.url, c.chunk_number, c.content, c.metadata, c.source_id,
+              p.page_id, p.title, p.space_key,
+              coalesce(c.metadata->>'page_url', p.metadata->>'page_url'),
+              ARRAY(SELECT a->>'title' FROM jsonb_array_elements(
+                      CASE jsonb_typeof(p.metadata->'ancestors') WHEN 'array' THEN p.metadata->'ancestors'
+                      ELSE '[]'::jsonb END) AS a)
+                || CASE jsonb_typeof(c.metadata->'breadcrumb')
+                   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(c.metadata->'breadcrumb'))
+                   ELSE ARRAY[p.title] END,
+              c.metadata->>'section_title',
+              p.last_modified,
+              f.score,
+              %s,
+              $2[f.text_rank],
+              f.vector_rank, f.text_rank,
+              CASE WHEN f.vector_rank IS NOT NULL AND f.text_rank IS NOT NULL THEN 'hybrid'
+                   WHEN f.vector_rank IS NOT NULL THEN 'vector' ELSE 'keyword' END
+       FROM confluence_rrf_fuse($3, $4, $5) f
+       JOIN archon_crawled_pages c ON c.id = f.id
+       JOIN confluence_pages p
+         ON p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id AND p.is_deleted = FALSE
+       WHERE confluence_can_view($7, p.path, p.page_id, p.space_key)
+       ORDER BY f.score DESC, 15 DESC NULLS LAST, c.id
+       LIMIT $6$q$,
+    CASE WHEN col IS NULL THEN 'NULL::float8' ELSE format('(1 - (c.%I <=> $1))::float8', col) END)
+    USING query_embedding, t_scores, v_ids, t_ids, rrf_k, match_count, acc;
+END
+$fn$;
+COMMENT ON FUNCTION confluence_hybrid_search(vector, text, integer, text[], text[], text[], text[], text[], text,
+                                             timestamptz, text, integer, integer, integer, text, boolean) IS
+  'Hybrid search over the Confluence chunks a viewer may read: HNSW cosine + BM25 over full text (any term; '
+  'phrases required, -exclusions excluded), fused by RRF';
+
+INSERT INTO archon_migrations (version, migration_name)
+VALUES ('0.1.0', '070_confluence_keyword_ranking')
+ON CONFLICT (version, migration_name) DO NOTHING;
