@@ -121,9 +121,10 @@ COMMENT ON FUNCTION confluence_hnsw_ef_search(integer, integer) IS
 -- not rank it), and hnsw.ef_search comes from confluence_hnsw_ef_search unless the caller gives one.
 -- Keyword side, step by step (each query carries the filters and the viewer's access):
 --   1. document frequency of each term among the chunks the search may return, counted up to
---      keyword_rank_limit (a term found more often than that is common: its weight is near zero anyway);
+--      keyword_rank_limit (500; a term found more often than that weighs as if found that often);
 --   2. candidates: the chunks of the rarest terms first, at most keyword_rank_limit in all, plus the vector
---      side's candidates that match;
+--      side's candidates that match (a chunk with none of the rare terms but several common ones can be
+--      missed: the price of a bounded cost);
 --   3. BM25 over the candidates: for each term sum idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
 --      idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with N the number of stored chunks (pg_class: no count of
 --      what the viewer may not read enters a score), tf from the lexeme's positions (1 for a phrase),
@@ -179,8 +180,10 @@ DECLARE
   exact_chunk_limit constant integer :=
     coalesce(nullif(current_setting('confluence_search.exact_chunk_limit', true), '')::integer, 5000);
   exact_page_limit constant integer := least(exact_chunk_limit, 2000);
+  -- At most this many chunks of each term are read (the cap on its document frequency) and ranked in all:
+  -- checking a chunk's page costs ~10 us, ranking it ~15 us (bench/search.py, bench/keyword_ranking.py).
   keyword_rank_limit constant integer :=
-    coalesce(nullif(current_setting('confluence_search.keyword_rank_limit', true), '')::integer, 2000);
+    coalesce(nullif(current_setting('confluence_search.keyword_rank_limit', true), '')::integer, 500);
   -- $12 is the viewer's resolved access in every query below.
   filter_args constant text := '$3, $4, $5, $6, $7, $8, $9, access => $12';
   cand integer := least(coalesce(candidate_count, greatest(50, 2 * match_count)), 1000);
@@ -196,11 +199,13 @@ DECLARE
   allowed text;
   dfs integer[];
   idfs float8[];
-  takes integer[];
-  remaining integer;
+  pool bigint[] := '{}';
+  top_idf float8;
+  score_sql text;
+  k integer;
+  rec record;
   n_chunks float8;
   narrow text;
-  i integer;
   v_ids bigint[] := '{}';
   t_ids bigint[] := '{}';
   t_scores float8[] := '{}';
@@ -290,24 +295,25 @@ BEGIN
     END;
     -- A required phrase or an exclusion narrows every step as it narrows the results.
     narrow := CASE WHEN kq.filter_query IS NULL THEN 'true' ELSE 'c.content_search_vector @@ $17' END;
-    -- 1. Document frequencies, among the chunks this search may return, capped.
-    EXECUTE format(
-      $q$SELECT array_agg(n ORDER BY t.i) FROM unnest($2::tsquery[]) WITH ORDINALITY AS t (term, i)
-         CROSS JOIN LATERAL (SELECT count(*)::integer AS n FROM (
-           SELECT 1 FROM archon_crawled_pages c
-           WHERE c.content_search_vector @@ t.term AND %3$s AND c.metadata ? 'page_id'
-             AND %1$s LIMIT %2$s) s) x$q$, allowed, keyword_rank_limit, narrow)
-      INTO dfs
+    -- 1. and 2. in one pass: for each term, up to keyword_rank_limit of the chunks this search may return
+    --    that hold it (their number is the term's document frequency, capped), rarest term first; the
+    --    candidates are these chunks in that order, keyword_rank_limit in all.
+    dfs := array_fill(0, ARRAY[cardinality(kq.terms)]);
+    FOR rec IN EXECUTE format(
+      $q$SELECT t.i::integer AS i, x.ids FROM unnest($2::tsquery[]) WITH ORDINALITY AS t (term, i)
+         CROSS JOIN LATERAL (SELECT coalesce(array_agg(s.id), '{}') AS ids FROM (
+           SELECT c.id FROM archon_crawled_pages c
+           WHERE c.content_search_vector @@ t.term AND %3$s AND c.metadata ? 'page_id' AND %1$s
+           LIMIT %2$s) s) x
+         ORDER BY cardinality(x.ids), t.i$q$, allowed, keyword_rank_limit, narrow)
       USING query_embedding, kq.terms, space_keys, labels, jira_keys, mentioned_account_ids,
-            author_account_ids, under_page_id, modified_since, page_ids, NULL::bigint[], acc, tsq, NULL::integer[],
-            NULL::text[], NULL::float8[], kq.filter_query;
-    -- 2. Candidates: the terms' chunks, rarest term first, keyword_rank_limit in all.
-    remaining := keyword_rank_limit;
-    takes := array_fill(0, ARRAY[cardinality(dfs)]);
-    FOR i IN SELECT o.i FROM unnest(dfs) WITH ORDINALITY AS o (n, i) WHERE o.n > 0 ORDER BY o.n, o.i LOOP
-      EXIT WHEN remaining <= 0;
-      takes[i] := least(dfs[i], remaining);
-      remaining := remaining - takes[i];
+            author_account_ids, under_page_id, modified_since, page_ids, NULL::bigint[], acc, tsq, NULL::bigint[],
+            NULL::text[], NULL::float8[], kq.filter_query
+    LOOP
+      dfs[rec.i] := cardinality(rec.ids);
+      IF cardinality(pool) < keyword_rank_limit THEN
+        pool := pool || rec.ids[1:keyword_rank_limit - cardinality(pool)];
+      END IF;
     END LOOP;
     -- N: all stored chunks, from the catalogue (which every role may read), counted when small or never
     -- analysed. No count of what the viewer may not read enters a score.
@@ -317,41 +323,47 @@ BEGIN
     END IF;
     SELECT array_agg(ln(1 + (greatest(n_chunks, d) - d + 0.5) / (d + 0.5)) ORDER BY o.i) INTO idfs
       FROM unnest(dfs) WITH ORDINALITY AS o (d, i);
-    -- 3. BM25. setweight marks the query's lexemes (one decompression of the tsvector per chunk) and
-    --    ts_filter keeps only them: their positions give the term frequencies.
+    -- 3. The score: for each term idf * ts_rank(chunk, term), ts_rank of one lexeme being
+    --    (1 + 1/4 + ... + 1/tf^2) / 1.645, a term frequency that saturates as BM25's does (k1 ~ 1.2),
+    --    divided by BM25's length norm (b 0.75, on the number of distinct lexemes). A phrase counts its idf
+    --    once when the chunk holds it. The chunk's page title and section title are a second field,
+    --    scored the same way and added (as BM25F does): a chunk that does not repeat its page's subject
+    --    still gets the credit of the title. The tsvector is decompressed once per chunk (setweight
+    --    returns it in memory; every position is labelled D already).
+    top_idf := greatest((SELECT max(x) FROM unnest(idfs) AS x), 1e-6);
+    score_sql := '0';
+    FOR k IN 1..cardinality(kq.terms) LOOP
+      IF kq.lexemes[k] IS NOT NULL THEN
+        score_sql := score_sql || format($s$ + %s * ts_rank('{1,1,1,1}', {w}, $2[%s], 0)$s$, idfs[k] / top_idf, k);
+      ELSE
+        score_sql := score_sql || format(' + CASE WHEN {w} @@ $2[%s] THEN %s ELSE 0 END', k, 0.608 * idfs[k] / top_idf);
+      END IF;
+    END LOOP;
     EXECUTE format(
       $q$WITH candidates AS MATERIALIZED (
-           SELECT DISTINCT ON (u.id) u.id, u.v FROM (
-             (SELECT x.id, x.v FROM unnest($2::tsquery[], $14::integer[]) AS t (term, take)
-              CROSS JOIN LATERAL (
-                SELECT c.id, c.content_search_vector AS v FROM archon_crawled_pages c
-                WHERE t.take > 0 AND c.content_search_vector @@ t.term AND %3$s
-                  AND c.metadata ? 'page_id' AND %1$s LIMIT t.take) x)
+           SELECT DISTINCT ON (u.id) u.id, u.v, u.h FROM (
+             (SELECT c.id, c.content_search_vector AS v, concat_ws(' ', c.metadata->>'page_title',
+                     c.metadata->>'section_title') AS h
+              FROM archon_crawled_pages c WHERE c.id = ANY ($14))
              UNION ALL
-             (SELECT c.id, c.content_search_vector FROM archon_crawled_pages c
+             (SELECT c.id, c.content_search_vector, concat_ws(' ', c.metadata->>'page_title',
+                     c.metadata->>'section_title')
+              FROM archon_crawled_pages c
               WHERE c.id = ANY ($11) AND c.content_search_vector @@ $13 AND c.metadata ? 'page_id' AND %1$s)
            ) u ORDER BY u.id),
-         marked AS MATERIALIZED (
-           SELECT d.id, x.w, length(x.w)::float8 AS dl FROM candidates d
-           CROSS JOIN LATERAL (SELECT setweight(d.v, 'A', array_remove($15::text[], NULL)) AS w OFFSET 0) x),
+         marked AS (
+           SELECT d.id, x.w, x.t, length(x.w)::float8 AS dl, greatest(avg(length(x.w)) OVER (), 1) AS avgdl
+           FROM candidates d
+           CROSS JOIN LATERAL (SELECT setweight(d.v, 'D') AS w, to_tsvector('english', d.h) AS t OFFSET 0) x),
          scored AS (
-           SELECT m.id,
-                  (SELECT coalesce(sum(q.idf * (1.2 + 1) * q.tf
-                                       / (q.tf + 1.2 * (0.25 + 0.75 * m.dl / a.avgdl))), 0)
-                   FROM (SELECT $16[k.i] AS idf, cardinality(f.positions)::float8 AS tf
-                         FROM unnest(ts_filter(m.w, '{a}')) AS f
-                         JOIN unnest($15::text[]) WITH ORDINALITY AS k (lexeme, i) ON k.lexeme = f.lexeme
-                         UNION ALL
-                         SELECT p.idf, 1 FROM unnest($2::tsquery[], $15::text[], $16::float8[]) AS p (term, lexeme, idf)
-                         WHERE p.lexeme IS NULL AND m.w @@ p.term) q) AS r
-           FROM marked m, (SELECT greatest(avg(dl), 1) AS avgdl FROM marked) a)
+           SELECT m.id, ((%3$s) / (0.25 + 0.75 * m.dl / m.avgdl) + (%4$s))::float8 AS r FROM marked m)
          SELECT array_agg(id ORDER BY r DESC, id), array_agg(r ORDER BY r DESC, id)
          FROM (SELECT id, r FROM scored ORDER BY r DESC, id LIMIT %2$s) s$q$,
-      allowed, cand, narrow)
+      allowed, cand, replace(score_sql, '{w}', 'm.w'), replace(score_sql, '{w}', 'm.t'))
       INTO t_ids, t_scores
       USING query_embedding, kq.terms, space_keys, labels, jira_keys, mentioned_account_ids,
-            author_account_ids, under_page_id, modified_since, page_ids, v_ids, acc, tsq, takes,
-            kq.lexemes, idfs, kq.filter_query;
+            author_account_ids, under_page_id, modified_since, page_ids, v_ids, acc, tsq, pool,
+            NULL::text[], NULL::float8[], kq.filter_query;
   END IF;
 
   -- The final join tests the viewer once more: whatever produced an id, no page the viewer may not read
