@@ -246,9 +246,7 @@ def load(conn, corpus: Corpus) -> None:
                     (p["page_id"], f"confluence_{p['space']}", p["space"], p["title"], 1,
                      "2025-01-01 00:00:00+00", "/" + p["page_id"], Jsonb(meta))
                 )  # fmt: skip
-        with cur.copy(
-            "COPY archon_crawled_pages (url, chunk_number, content, metadata, source_id) FROM STDIN"
-        ) as copy:
+        with cur.copy("COPY archon_crawled_pages (url, chunk_number, content, metadata, source_id) FROM STDIN") as copy:
             for p in corpus.pages:
                 for n, text in enumerate(p["chunks"]):
                     meta = {"source_type": "confluence", "page_id": p["page_id"], "page_title": p["title"],
@@ -257,7 +255,9 @@ def load(conn, corpus: Corpus) -> None:
                         (f"confluence://{p['space']}/{p['page_id']}", n, text, Jsonb(meta), f"confluence_{p['space']}")
                     )
     # Known and unrestricted, every space open: the bench measures ranking, not permissions.
-    conn.execute("UPDATE confluence_page_restrictions SET status = 'ok', read_account_ids = '{}', read_group_ids = '{}'")
+    conn.execute(
+        "UPDATE confluence_page_restrictions SET status = 'ok', read_account_ids = '{}', read_group_ids = '{}'"
+    )
     for space in SPACES:
         conn.execute(
             """INSERT INTO confluence_space_permissions (source_id, space_key, status, anonymous_access,
@@ -285,9 +285,7 @@ def first_pages(page_ids, k: int = 10) -> list[str]:
 
 def scores(ranked: list[list[str]], answers: list[str], k: int = 10) -> tuple[float, float]:
     recall = statistics.mean(a in r[:k] for r, a in zip(ranked, answers, strict=True))
-    mrr = statistics.mean(
-        (1 / (r.index(a) + 1)) if a in r[:k] else 0.0 for r, a in zip(ranked, answers, strict=True)
-    )
+    mrr = statistics.mean((1 / (r.index(a) + 1)) if a in r[:k] else 0.0 for r, a in zip(ranked, answers, strict=True))
     return recall, mrr
 
 

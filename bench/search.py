@@ -582,12 +582,7 @@ def measure(args: argparse.Namespace) -> int:
         )
 
     # The function's default ef_search (what callers get without the argument).
-    default_ef = int(
-        conn.execute(
-            "SELECT split_part(c, '=', 2) FROM pg_proc, unnest(proconfig) c "
-            "WHERE proname = 'confluence_hybrid_search' AND c LIKE 'hnsw.ef_search=%'"
-        ).fetchone()[0]
-    )
+    default_ef = conn.execute("SELECT confluence_hnsw_ef_search(%s, 50)", (DIM,)).fetchone()[0]
     print(f"\nconfluence_hybrid_search defaults to hnsw.ef_search={default_ef}; {args.queries} queries per mode:")
     print("(no principal unless said: nobody named, pages without read restrictions)")
     print(f"{'mode':<36} {'p50':>8} {'p95':>8} {'mean':>8} {'avg rows':>8}")
@@ -681,7 +676,6 @@ class ClusteredEmbeddings:
         self.projections = {d: rng.standard_normal((rank, d)).astype(np.float32) / np.sqrt(rank) for d in ANN_DIMS}
 
     def latents(self, n: int, rng, *, queries: bool = False):
-        np = self.np
         cluster = rng.integers(0, len(self.centres), size=n)
         spread = 0.6 if not queries else 0.7
         latent = self.mean + self.centres[cluster] + rng.standard_normal((n, self.rank)) * self.spectrum * spread
@@ -748,8 +742,10 @@ def load_ann(conn, n_chunks: int, seed: int) -> float:
                         (f"confluence://ANN/{pid}", chunk % per_page, f"chunk {chunk}", Jsonb(meta), "confluence_ANN",
                          *[v[i] for v in vectors], "bench-clustered", 384)
                     )  # fmt: skip
-    conn.execute("UPDATE confluence_page_restrictions SET status = 'ok', read_account_ids = '{}', read_group_ids = '{}'")
-    for name, indexdef in indexes:
+    conn.execute(
+        "UPDATE confluence_page_restrictions SET status = 'ok', read_account_ids = '{}', read_group_ids = '{}'"
+    )
+    for _, indexdef in indexes:
         conn.execute(indexdef)
     conn.execute("VACUUM ANALYZE archon_crawled_pages")
     conn.execute("VACUUM ANALYZE confluence_pages")
@@ -810,7 +806,9 @@ def measure_ann(args: argparse.Namespace) -> int:
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'archon_crawled_pages' AND indexdef LIKE %s",
             (f"%hnsw ({column} %",),
         ).fetchone()[0]
-        rows_of = [(ef, [{"q": q, "limit": 10, "ef": ef} for q in queries]) for ef in ([*efs, None] if indexed else [None])]
+        rows_of = [
+            (ef, [{"q": q, "limit": 10, "ef": ef} for q in queries]) for ef in ([*efs, None] if indexed else [None])
+        ]
         for ef, params in rows_of:
             timed(conn, ANN_SEARCH, params[:5])  # warm-up
             latencies, results = timed(conn, ANN_SEARCH, params)
@@ -822,8 +820,10 @@ def measure_ann(args: argparse.Namespace) -> int:
                 summary[dim] = (recall, percentile(latencies, 50), percentile(latencies, 95), chosen)
             print(f"{dim:>5} {label:>9} {recall:>9.3f} {percentile(latencies, 50):>6.1f}ms "
                   f"{percentile(latencies, 95):>6.1f}ms")  # fmt: skip
-        print(f"{dim:>5} {'exact':>9} {1:>9.3f} {exact_ms:>6.1f}ms (sequential scan, mean)"
-              + ("" if indexed else "  [no HNSW index for this dimension: searches are exact]"))
+        print(
+            f"{dim:>5} {'exact':>9} {1:>9.3f} {exact_ms:>6.1f}ms (sequential scan, mean)"
+            + ("" if indexed else "  [no HNSW index for this dimension: searches are exact]")
+        )
     conn.close()
     met = all(r >= ANN_TARGET_RECALL for r, *_ in summary.values())
     print(f"\ntarget recall@10 >= {ANN_TARGET_RECALL} at the default ef_search for every dimension: "

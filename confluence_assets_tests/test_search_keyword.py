@@ -19,39 +19,78 @@ from confluence_assets_tests.search_data import Page, Site, generated_text, lexi
 WIDE = 50
 
 PAGES = {
-    "100": ("Serving runtime rollback", [
-        ("Rollback", "When the serving runtime fails its canary analysis, the on-call engineer rolls the release "
-                     "back: freeze the rollout, pin the previous serving image, drain the new pods."),
-        ("Checks", "After the rollback the error rate of the serving runtime must return to its baseline."),
-    ]),
-    "101": ("Database rollback procedure", [
-        ("Steps", "The database rollback procedure restores the last snapshot and replays the write-ahead log."),
-    ]),
-    "102": ("Canary analysis settings", [
-        ("Thresholds", "A canary fails when its error rate exceeds the baseline by two percent for ten minutes."),
-    ]),
-    "103": ("Runtime upgrades", [
-        ("Plan", "Upgrade the runtime of the batch workers first, then the schedulers, one zone at a time."),
-    ]),
-    "110": ("Browser certificate errors", [
-        ("Expired certificates", "Chrome shows ERR_CERT_DATE_INVALID when the server certificate has expired "
-                                 "or the client clock is wrong; renew the certificate with the ACME job."),
-    ]),
-    "111": ("Certificate inventory", [
-        ("Dates", "Each cert entry records its issue date; an invalid date or a missing err field fails the import."),
-    ]),
-    "120": ("Payments incident review", [
-        ("Summary", "The outage tracked as PAY-123 stopped card captures for forty minutes."),
-    ]),
-    "121": ("Payments backlog", [
-        ("Open", "PAY-1234 and PAY-124 stay open; pay 123 invoices by hand until the fix ships."),
-    ]),
-    "130": ("PostgreSQL tuning", [
-        ("Connections", "Raise max_connections only together with the pooler size; each backend costs memory."),
-    ]),
-    "131": ("Connection limits", [
-        ("Pooler", "The pooler keeps connections warm; the max pool size is twenty connections per service."),
-    ]),
+    "100": (
+        "Serving runtime rollback",
+        [
+            (
+                "Rollback",
+                "When the serving runtime fails its canary analysis, the on-call engineer rolls the release "
+                "back: freeze the rollout, pin the previous serving image, drain the new pods.",
+            ),
+            ("Checks", "After the rollback the error rate of the serving runtime must return to its baseline."),
+        ],
+    ),
+    "101": (
+        "Database rollback procedure",
+        [
+            ("Steps", "The database rollback procedure restores the last snapshot and replays the write-ahead log."),
+        ],
+    ),
+    "102": (
+        "Canary analysis settings",
+        [
+            ("Thresholds", "A canary fails when its error rate exceeds the baseline by two percent for ten minutes."),
+        ],
+    ),
+    "103": (
+        "Runtime upgrades",
+        [
+            ("Plan", "Upgrade the runtime of the batch workers first, then the schedulers, one zone at a time."),
+        ],
+    ),
+    "110": (
+        "Browser certificate errors",
+        [
+            (
+                "Expired certificates",
+                "Chrome shows ERR_CERT_DATE_INVALID when the server certificate has expired "
+                "or the client clock is wrong; renew the certificate with the ACME job.",
+            ),
+        ],
+    ),
+    "111": (
+        "Certificate inventory",
+        [
+            (
+                "Dates",
+                "Each cert entry records its issue date; an invalid date or a missing err field fails the import.",
+            ),
+        ],
+    ),
+    "120": (
+        "Payments incident review",
+        [
+            ("Summary", "The outage tracked as PAY-123 stopped card captures for forty minutes."),
+        ],
+    ),
+    "121": (
+        "Payments backlog",
+        [
+            ("Open", "PAY-1234 and PAY-124 stay open; pay 123 invoices by hand until the fix ships."),
+        ],
+    ),
+    "130": (
+        "PostgreSQL tuning",
+        [
+            ("Connections", "Raise max_connections only together with the pooler size; each backend costs memory."),
+        ],
+    ),
+    "131": (
+        "Connection limits",
+        [
+            ("Pooler", "The pooler keeps connections warm; the max pool size is twenty connections per service."),
+        ],
+    ),
 }
 RESTRICTED = "140"  # readable by acc-alice only
 ALICE, BOB = "acc-alice", "acc-bob"
