@@ -655,29 +655,29 @@ ANN_TARGET_RECALL = 0.98
 
 
 class ClusteredEmbeddings:
-    """Vectors shaped like a sentence-embedding model's, not uniform noise: a mixture of 300 Gaussian
-    clusters (topics) in a low-rank latent space with a decaying spectrum (a few directions carry most of
-    the variance), a mean direction every vector shares (real embeddings are anisotropic: two unrelated
-    texts still have a cosine of ~0.2-0.4), mapped into each dimension by a fixed random projection, plus
-    isotropic noise, normalised. Queries are drawn from the same clusters but are not copies of a chunk,
+    """Vectors shaped like a sentence-embedding model's, not uniform noise: a mixture of 300 overlapping
+    Gaussian clusters (topics) in a 256-d latent space with a decaying spectrum (variance ~ i^-0.6), a mean
+    direction every vector shares (real embeddings are anisotropic: two unrelated texts still have a
+    positive cosine), mapped into each dimension by a fixed random projection, plus isotropic noise,
+    normalised. Queries are drawn from the same clusters but are not copies of a chunk,
     and share an offset of their own (questions embed a little apart from the passages answering them),
     which is what makes approximate search miss neighbours."""
 
-    def __init__(self, seed: int, clusters: int = 300, rank: int = 128) -> None:
+    def __init__(self, seed: int, clusters: int = 300, rank: int = 256) -> None:
         import numpy as np
 
         self.np = np
         rng = np.random.default_rng([seed, 31])
         self.rank = rank
-        self.spectrum = (np.arange(1, rank + 1) ** -0.5).astype(np.float64)
+        self.spectrum = (np.arange(1, rank + 1) ** -0.3).astype(np.float64)
         self.centres = rng.standard_normal((clusters, rank)) * self.spectrum
-        self.mean = rng.standard_normal(rank) * self.spectrum * 1.5
-        self.query_offset = rng.standard_normal(rank) * self.spectrum * 0.3
+        self.mean = rng.standard_normal(rank) * self.spectrum
+        self.query_offset = rng.standard_normal(rank) * self.spectrum * 0.5
         self.projections = {d: rng.standard_normal((rank, d)).astype(np.float32) / np.sqrt(rank) for d in ANN_DIMS}
 
     def latents(self, n: int, rng, *, queries: bool = False):
         cluster = rng.integers(0, len(self.centres), size=n)
-        spread = 0.6 if not queries else 0.7
+        spread = 1.0 if not queries else 1.1  # clusters overlap, as topics do
         latent = self.mean + self.centres[cluster] + rng.standard_normal((n, self.rank)) * self.spectrum * spread
         if queries:
             latent += self.query_offset
@@ -686,7 +686,9 @@ class ClusteredEmbeddings:
     def embed(self, latent, dim: int, rng):
         np = self.np
         vectors = latent.astype(np.float32) @ self.projections[dim]
-        vectors += rng.standard_normal(vectors.shape).astype(np.float32) * (0.15 / np.sqrt(dim))
+        vectors += rng.standard_normal(vectors.shape).astype(np.float32) * (0.3 / np.sqrt(dim)) * np.linalg.norm(
+            vectors, axis=1, keepdims=True
+        )
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
 
@@ -772,7 +774,7 @@ def measure_ann(args: argparse.Namespace) -> int:
     url = database_url(args.home, ANN_DATABASE)
     migrations.migrate(url)
     conn = connect(url, autocommit=True)
-    signature = f"ann v1 chunks={args.ann_chunks} seed={args.seed}"
+    signature = f"ann v2 chunks={args.ann_chunks} seed={args.seed}"
     if args.reload or loaded_signature(conn) != signature:
         print(f"generating and loading {args.ann_chunks:,} chunks with {', '.join(map(str, ANN_DIMS))}-d vectors ...")
         seconds = load_ann(conn, args.ann_chunks, args.seed)

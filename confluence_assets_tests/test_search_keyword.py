@@ -206,3 +206,13 @@ def test_a_restricted_page_stays_hidden_from_keyword_search(conn, site):
         assert RESTRICTED not in pages(keyword(conn, question, viewer_account_id=viewer))
         hybrid = search(conn, question, lexical_embedding(question), limit=WIDE, viewer_account_id=viewer)
         assert RESTRICTED not in pages(hybrid)
+
+
+def test_ef_search_follows_the_dimension_the_candidates_and_the_setting(conn):
+    def ef(dimension: int, candidates: int) -> int:
+        return conn.execute("SELECT confluence_hnsw_ef_search(%s, %s)", (dimension, candidates)).fetchone()[0]
+
+    assert (ef(384, 50), ef(768, 50), ef(1024, 50), ef(1536, 50)) == (200, 200, 200, 150)
+    assert ef(1536, 400) == 400 and ef(384, 5000) == 1000  # never below the candidates, at most 1,000
+    conn.execute("SET confluence_search.ef_search = 600")
+    assert ef(384, 50) == ef(1536, 50) == 600

@@ -123,12 +123,16 @@ COMMENT ON FUNCTION confluence_hnsw_ef_search(integer, integer) IS
 --   1. document frequency of each term among the chunks the search may return, counted up to
 --      keyword_rank_limit (500; a term found more often than that weighs as if found that often);
 --   2. candidates: the chunks of the rarest terms first, at most keyword_rank_limit in all, plus the vector
---      side's candidates that match (a chunk with none of the rare terms but several common ones can be
---      missed: the price of a bounded cost);
---   3. BM25 over the candidates: for each term sum idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
---      idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with N the number of stored chunks (pg_class: no count of
---      what the viewer may not read enters a score), tf from the lexeme's positions (1 for a phrase),
---      dl the chunk's number of distinct lexemes and avgdl their mean over the candidates.
+--      side's candidates that match and the chunks holding every term (a chunk with none of the rare terms
+--      but several common ones can be missed: the price of a bounded cost);
+--   3. a BM25-like score over the candidates: for each term idf * ts_rank(chunk, term) (ts_rank of one
+--      lexeme is a term frequency that saturates as BM25's k1 ~ 1.2 does; a phrase counts once), divided
+--      by BM25's length norm (b 0.75, dl the chunk's distinct lexemes, avgdl their mean over the
+--      candidates), plus the same over the chunk's page and section titles; idf = ln(1 + (N - df + 0.5) /
+--      (df + 0.5)), N the number of stored chunks (pg_class: no count of what the viewer may not read
+--      enters a score).
+--      Chunks holding every term rank first; in hybrid mode they alone are the keyword ranking when there
+--      are any (a remembered sentence), else (a question) the chunks holding any term are.
 -- ---------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION confluence_hybrid_search(
     query_embedding vector,
@@ -202,6 +206,8 @@ DECLARE
   pool bigint[] := '{}';
   top_idf float8;
   score_sql text;
+  every_term_query tsquery;
+  n_every_term integer;
   k integer;
   rec record;
   n_chunks float8;
@@ -328,9 +334,15 @@ BEGIN
     --    divided by BM25's length norm (b 0.75, on the number of distinct lexemes). A phrase counts its idf
     --    once when the chunk holds it. The chunk's page title and section title are a second field,
     --    scored the same way and added (as BM25F does): a chunk that does not repeat its page's subject
-    --    still gets the credit of the title. The tsvector is decompressed once per chunk (setweight
+    --    still gets the credit of the title. Chunks holding every term come first (read even when their
+    --    terms are all common): a remembered sentence finds its chunk as it did when every word was
+    --    required. The tsvector is decompressed once per chunk (setweight
     --    returns it in memory; every position is labelled D already).
     top_idf := greatest((SELECT max(x) FROM unnest(idfs) AS x), 1e-6);
+    every_term_query := CASE WHEN kq.filter_query IS NULL THEN kq.terms[1] ELSE kq.filter_query && kq.terms[1] END;
+    FOR k IN 2..cardinality(kq.terms) LOOP
+      every_term_query := every_term_query && kq.terms[k];
+    END LOOP;
     score_sql := '0';
     FOR k IN 1..cardinality(kq.terms) LOOP
       IF kq.lexemes[k] IS NOT NULL THEN
@@ -350,20 +362,36 @@ BEGIN
                      c.metadata->>'section_title')
               FROM archon_crawled_pages c
               WHERE c.id = ANY ($11) AND c.content_search_vector @@ $13 AND c.metadata ? 'page_id' AND %1$s)
+             UNION ALL
+             (SELECT c.id, c.content_search_vector, concat_ws(' ', c.metadata->>'page_title',
+                     c.metadata->>'section_title')
+              FROM archon_crawled_pages c
+              WHERE c.content_search_vector @@ $16 AND c.metadata ? 'page_id' AND %1$s LIMIT %5$s)
            ) u ORDER BY u.id),
          marked AS (
            SELECT d.id, x.w, x.t, length(x.w)::float8 AS dl, greatest(avg(length(x.w)) OVER (), 1) AS avgdl
            FROM candidates d
            CROSS JOIN LATERAL (SELECT setweight(d.v, 'D') AS w, to_tsvector('english', d.h) AS t OFFSET 0) x),
          scored AS (
-           SELECT m.id, ((%3$s) / (0.25 + 0.75 * m.dl / m.avgdl) + (%4$s))::float8 AS r FROM marked m)
-         SELECT array_agg(id ORDER BY r DESC, id), array_agg(r ORDER BY r DESC, id)
-         FROM (SELECT id, r FROM scored ORDER BY r DESC, id LIMIT %2$s) s$q$,
-      allowed, cand, replace(score_sql, '{w}', 'm.w'), replace(score_sql, '{w}', 'm.t'))
-      INTO t_ids, t_scores
+           SELECT m.id, m.w @@ $16 AS every_term,
+                  ((%3$s) / (0.25 + 0.75 * m.dl / m.avgdl) + (%4$s))::float8 AS r FROM marked m)
+         SELECT array_agg(id ORDER BY every_term DESC, r DESC, id), array_agg(r ORDER BY every_term DESC, r DESC, id),
+                count(*) FILTER (WHERE every_term)
+         FROM (SELECT id, every_term, r FROM scored ORDER BY every_term DESC, r DESC, id LIMIT %2$s) s$q$,
+      allowed, cand, replace(score_sql, '{w}', 'm.w'), replace(score_sql, '{w}', 'm.t'),
+      least(cand, keyword_rank_limit))
+      INTO t_ids, t_scores, n_every_term
       USING query_embedding, kq.terms, space_keys, labels, jira_keys, mentioned_account_ids,
             author_account_ids, under_page_id, modified_since, page_ids, v_ids, acc, tsq, pool,
-            NULL::text[], NULL::float8[], kq.filter_query;
+            NULL::text[], every_term_query, kq.filter_query;
+    -- In hybrid, chunks holding every term are the keyword ranking when there are any (as when every word
+    -- was required): the chunks holding only some would each add a little to the vector side's chunks in
+    -- the fusion and push down the one the words were remembered from. A question, which no chunk holds
+    -- whole, fuses the ranking of the chunks holding any of its terms.
+    IF search_mode = 'hybrid' AND n_every_term > 0 THEN
+      t_ids := t_ids[1:n_every_term];
+      t_scores := t_scores[1:n_every_term];
+    END IF;
   END IF;
 
   -- The final join tests the viewer once more: whatever produced an id, no page the viewer may not read
