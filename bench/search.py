@@ -686,8 +686,10 @@ class ClusteredEmbeddings:
     def embed(self, latent, dim: int, rng):
         np = self.np
         vectors = latent.astype(np.float32) @ self.projections[dim]
-        vectors += rng.standard_normal(vectors.shape).astype(np.float32) * (0.3 / np.sqrt(dim)) * np.linalg.norm(
-            vectors, axis=1, keepdims=True
+        vectors += (
+            rng.standard_normal(vectors.shape).astype(np.float32)
+            * (0.3 / np.sqrt(dim))
+            * np.linalg.norm(vectors, axis=1, keepdims=True)
         )
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
