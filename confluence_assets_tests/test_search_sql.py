@@ -206,10 +206,10 @@ def test_rrf_scores_are_reciprocal_ranks_summed(conn):
 
 def test_a_chunk_found_by_both_sides_outranks_chunks_found_by_one(conn):
     site = Site(conn)
-    # "both": some query words and a similar vector; "vec": the closest vector but lacks one query word;
-    # "kw": every query word, in a text otherwise unlike the query.
+    # "both": the query words and a similar vector; "vec": the closest vector but none of the query words
+    # (any one of them is a keyword match, 070); "kw": every query word, in a text otherwise unlike the query.
     site.add(Page("1", "ENG", "Both", [("S", "zephyr quartz deployment checklist for the staging cluster")]))
-    site.add(Page("2", "ENG", "Vec", [("S", "zephyr deployment checklist for the staging cluster nodes")]))
+    site.add(Page("2", "ENG", "Vec", [("S", "deployment checklist for the staging cluster nodes")]))
     site.add(Page("3", "ENG", "Kw", [("S", "quartz zephyr " + " ".join(["lorem ipsum dolor"] * 10))]))
     query = "zephyr quartz"
     results = search(conn, query, lexical_embedding("zephyr deployment checklist staging cluster"))

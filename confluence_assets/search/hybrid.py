@@ -32,7 +32,7 @@ class SearchResult:
     url: str | None  # the page in Confluence
     score: float  # RRF score (ranking order); for one side alone, that side's RRF contribution
     similarity: float | None  # cosine similarity of the chunk to the query embedding
-    text_score: float | None  # ts_rank_cd of the chunk for the query text
+    text_score: float | None  # the chunk's keyword (BM25-like) score; None when the keyword side did not rank it
     match_type: str  # 'hybrid' (found by both sides), 'vector' or 'keyword'
     vector_rank: int | None
     text_rank: int | None
