@@ -34,6 +34,7 @@ class Fault:
     times: int | None = 1
     every: int = 1
     body: str | None = None  # replaces the server's error body for ``status``
+    reason: str | None = None  # a 429's RateLimit-Reason (default: a burst limit)
     seen: int = field(default=0, init=False)  # matching requests so far
     applied: int = field(default=0, init=False)  # how often the rule acted
 
@@ -77,6 +78,7 @@ class Decision:
     reset: bool = False
     empty_page: bool = False
     body: str | None = None
+    reason: str | None = None
     rules: list[Fault] = field(default_factory=list)
 
 
@@ -125,6 +127,7 @@ class FaultRules:
                         decision.reset = True
                     elif rule.status is not None:
                         decision.status, decision.retry_after, decision.body = rule.status, rule.retry_after, rule.body
+                        decision.reason = rule.reason
                 decision.empty_page = decision.empty_page or rule.empty_page
             return decision
 
@@ -138,6 +141,11 @@ class Stats:
         self.by_path: Counter[str] = Counter()
         self.in_flight = 0  # requests being answered right now (faults' delays included)
         self.max_in_flight = 0  # the most ever answered at once (reset() clears it)
+        self.rate_limited = 0  # requests the token bucket refused (429), faults' 429s not included
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
 
     def record(self, endpoint: str, path: str) -> None:
         with self._lock:
@@ -178,6 +186,7 @@ class Stats:
             self.by_endpoint.clear()
             self.by_path.clear()
             self.max_in_flight = self.in_flight
+            self.rate_limited = 0
 
 
 _FLAG_KEYS = {"reset", "empty_page"}
@@ -202,7 +211,7 @@ def parse_rules(spec: str) -> list[dict]:
                 options[key] = int(value)
             elif key in _FLOAT_KEYS:
                 options[key] = float(value)
-            elif key == "endpoint":
+            elif key in ("endpoint", "reason"):
                 options[key] = value
             else:
                 raise ValueError(f"unknown fault option {key!r} in {chunk!r}")
