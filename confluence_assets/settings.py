@@ -28,6 +28,12 @@ CONFLUENCE_PAT = "CONFLUENCE_PAT"  # Data Center: personal access token (Bearer)
 CONFLUENCE_SITE_TIMEZONE = "CONFLUENCE_SITE_TIMEZONE"  # IANA name; CQL dates are evaluated in it
 CONFLUENCE_RENDERED_MACROS = "CONFLUENCE_RENDERED_MACROS"  # macro kinds whose rendered output is fetched
 CONFLUENCE_CONTENT_TYPES = "CONFLUENCE_CONTENT_TYPES"  # page, blogpost: what the sync lists and reconciles
+CONFLUENCE_API_TIMEOUT = "CONFLUENCE_API_TIMEOUT"  # seconds per request
+CONFLUENCE_MAX_PAGES_PER_REQUEST = "CONFLUENCE_MAX_PAGES_PER_REQUEST"  # results asked for per listing request
+CONFLUENCE_MAX_CONCURRENT_REQUESTS = "CONFLUENCE_MAX_CONCURRENT_REQUESTS"  # in flight to the site, per process
+CONFLUENCE_RETRY_ATTEMPTS = "CONFLUENCE_RETRY_ATTEMPTS"  # retries of one request (429, 5xx, network)
+CONFLUENCE_SYNC_BATCH_SIZE = "CONFLUENCE_SYNC_BATCH_SIZE"  # pages per transaction of page_metadata, page_chunks
+CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS = "CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS"  # a longer 429 fails at once
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -63,6 +69,8 @@ SANDBOX_TIMEZONE = "SANDBOX_TIMEZONE"
 SANDBOX_LATENCY = "SANDBOX_LATENCY"
 SANDBOX_CONFLUENCE_FAULTS = "SANDBOX_CONFLUENCE_FAULTS"
 SANDBOX_EMBEDDINGS_FAULTS = "SANDBOX_EMBEDDINGS_FAULTS"
+SANDBOX_RATE_LIMIT = "SANDBOX_RATE_LIMIT"  # a token bucket, e.g. "20" (requests/s) or "capacity=20,fill_rate=10"
+SANDBOX_V1_REMOVED = "SANDBOX_V1_REMOVED"  # 1: the deprecated v1 endpoints answer 410 Gone
 
 # -- defaults and accepted values ----------------------------------------------------------------------
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -89,6 +97,7 @@ DEFAULT_RENDERED_MACROS = RENDERABLE_MACROS
 CONTENT_TYPES = ("page", "blogpost")
 DEFAULT_CONTENT_TYPES = CONTENT_TYPES
 DEFAULT_HOME = "~/.confluence-assets"
+MAX_RESULTS_PER_REQUEST = 1000  # Confluence's largest page of results (search without expansions)
 
 _CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
 
@@ -112,6 +121,12 @@ class ConfluenceSettings:
     site_timezone: str | None = None
     rendered_macros: tuple[str, ...] = DEFAULT_RENDERED_MACROS
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    api_timeout_seconds: float = 30.0
+    max_pages_per_request: int = 100  # Confluence caps body-expanded searches at 50 whatever is asked
+    max_concurrent_requests: int = 5
+    retry_attempts: int = 6  # the seed named 3; the client has retried 6 times since its reliability work
+    sync_batch_size: int = 50
+    rate_limit_max_wait_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,8 @@ class SandboxSettings:
     latency_seconds: float = 0.0
     confluence_faults: str = ""
     embeddings_faults: str = ""
+    rate_limit: str = ""  # sandbox/ratelimits.py parse_rate_limit; empty: no rate limit
+    v1_removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,6 +308,39 @@ def _content_types(r: _Reader) -> tuple[str, ...]:
     return types
 
 
+def _max_pages(r: _Reader) -> int:
+    value = int(r.number(CONFLUENCE_MAX_PAGES_PER_REQUEST, 100, minimum=1))
+    if value > MAX_RESULTS_PER_REQUEST:
+        r.fail(
+            CONFLUENCE_MAX_PAGES_PER_REQUEST,
+            f"{CONFLUENCE_MAX_PAGES_PER_REQUEST} must be at most {MAX_RESULTS_PER_REQUEST} (Confluence's largest "
+            f"page of results), got {value}",
+        )
+        return 100
+    return value
+
+
+_YES = ("1", "true", "yes")
+_RATE_NUMBER = r"[0-9]+(\.[0-9]+)?"
+_RATE_LIMIT_SPEC = re.compile(
+    rf"{_RATE_NUMBER}|((capacity|fill_rate|interval_seconds|hourly_quota)={_RATE_NUMBER}|style=(cloud|datacenter))"
+    rf"(,\s*((capacity|fill_rate|interval_seconds|hourly_quota)={_RATE_NUMBER}|style=(cloud|datacenter)))*"
+)
+
+
+def _sandbox_rate_limit(r: _Reader) -> str:
+    """SANDBOX_RATE_LIMIT: requests per second, or the token bucket's options (sandbox/ratelimits.py)."""
+    raw = (r.text(SANDBOX_RATE_LIMIT) or "").strip()
+    if raw and not _RATE_LIMIT_SPEC.fullmatch(raw):
+        r.fail(
+            SANDBOX_RATE_LIMIT,
+            f"{SANDBOX_RATE_LIMIT} must be requests per second or options such as 'capacity=20,fill_rate=10,"
+            f"interval_seconds=1,hourly_quota=5000,style=datacenter', got {raw!r}",
+        )
+        return ""
+    return raw
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings in ``environ`` (default: the process environment); SettingsError names every bad value."""
     loaded, problems = load_reporting(environ)
@@ -322,6 +372,12 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             site_timezone=r.zone(CONFLUENCE_SITE_TIMEZONE, None),
             rendered_macros=r.kinds(CONFLUENCE_RENDERED_MACROS, DEFAULT_RENDERED_MACROS, RENDERABLE_MACROS),
             content_types=_content_types(r),
+            api_timeout_seconds=float(r.number(CONFLUENCE_API_TIMEOUT, 30.0, kind=float, minimum=1)),
+            max_pages_per_request=_max_pages(r),
+            max_concurrent_requests=int(r.number(CONFLUENCE_MAX_CONCURRENT_REQUESTS, 5, minimum=1)),
+            retry_attempts=int(r.number(CONFLUENCE_RETRY_ATTEMPTS, 6)),
+            sync_batch_size=int(r.number(CONFLUENCE_SYNC_BATCH_SIZE, 50, minimum=1)),
+            rate_limit_max_wait_seconds=float(r.number(CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS, 120.0, kind=float)),
         ),
         embeddings=EmbeddingSettings(
             model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,
@@ -361,6 +417,8 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             latency_seconds=float(r.number(SANDBOX_LATENCY, 0.0, kind=float)),
             confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
             embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
+            rate_limit=_sandbox_rate_limit(r),
+            v1_removed=r.choice(SANDBOX_V1_REMOVED, "no", ("0", "1", "true", "false", "yes", "no")) in _YES,
         ),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )
