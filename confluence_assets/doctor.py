@@ -151,7 +151,9 @@ def _request_limits(confluence: settings.ConfluenceSettings) -> Check:
         f"{settings.CONFLUENCE_MAX_CONCURRENT_REQUESTS}={confluence.max_concurrent_requests}, "
         f"{settings.CONFLUENCE_RETRY_ATTEMPTS}={confluence.retry_attempts}, "
         f"{settings.CONFLUENCE_SYNC_BATCH_SIZE}={confluence.sync_batch_size}, "
-        f"{settings.CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS}={confluence.rate_limit_max_wait_seconds:g} s",
+        f"{settings.CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS}={confluence.rate_limit_max_wait_seconds:g} s, "
+        f"{settings.CONFLUENCE_REQUESTS_PER_SECOND}="
+        + (f"{confluence.requests_per_second:g}/s" if confluence.requests_per_second else "none"),
     )
 
 

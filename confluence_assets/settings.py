@@ -18,7 +18,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from confluence_assets.settings_reader import Reader as _Reader
 
 # -- variable names ------------------------------------------------------------------------------------
 CONFLUENCE_URL = "CONFLUENCE_URL"
@@ -34,6 +35,7 @@ CONFLUENCE_MAX_CONCURRENT_REQUESTS = "CONFLUENCE_MAX_CONCURRENT_REQUESTS"  # in 
 CONFLUENCE_RETRY_ATTEMPTS = "CONFLUENCE_RETRY_ATTEMPTS"  # retries of one request (429, 5xx, network)
 CONFLUENCE_SYNC_BATCH_SIZE = "CONFLUENCE_SYNC_BATCH_SIZE"  # pages per transaction of page_metadata, page_chunks
 CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS = "CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS"  # a longer 429 fails at once
+CONFLUENCE_REQUESTS_PER_SECOND = "CONFLUENCE_REQUESTS_PER_SECOND"  # the site's ceiling across processes; 0: none
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -97,9 +99,6 @@ DEFAULT_RENDERED_MACROS = RENDERABLE_MACROS
 CONTENT_TYPES = ("page", "blogpost")
 DEFAULT_CONTENT_TYPES = CONTENT_TYPES
 DEFAULT_HOME = "~/.confluence-assets"
-MAX_RESULTS_PER_REQUEST = 1000  # Confluence's largest page of results (search without expansions)
-
-_CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
 
 
 class SettingsError(ValueError):
@@ -127,6 +126,7 @@ class ConfluenceSettings:
     retry_attempts: int = 6  # the seed named 3; the client has retried 6 times since its reliability work
     sync_batch_size: int = 50
     rate_limit_max_wait_seconds: float = 120.0
+    requests_per_second: float = 0.0  # 0: no ceiling of our own (Confluence's rate limit still applies)
 
 
 @dataclass(frozen=True)
@@ -195,107 +195,6 @@ class Settings:
         return name in self.present
 
 
-class _Reader:
-    """Reads variables from one environment, collecting a message per bad value."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.errors: dict[str, str] = {}  # variable name -> the one message about its value
-
-    def fail(self, name: str, message: str) -> None:
-        self.errors.setdefault(name, message)
-
-    def text(self, name: str) -> str | None:
-        return env(name, self.environ)
-
-    def number(self, name: str, default: float, *, kind: type = int, minimum: float = 0) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            what = "a whole number" if kind is int else "a number"
-            self.fail(name, f"{name} must be {what} >= {minimum:g}, got {raw!r}")
-            return default
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        value = raw.strip().lower()
-        if value not in allowed:
-            self.fail(name, f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-            return default
-        return value
-
-    def items(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        values = tuple(item.strip() for item in raw.split(",") if item.strip())
-        if allowed is not None:
-            unknown = sorted(set(values) - set(allowed))
-            if unknown:
-                self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)}")
-                return default
-        return values
-
-    def kinds(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
-        """A comma-separated subset of ``allowed`` (any case), or ``none`` for no value at all."""
-        raw = self.text(name)
-        if raw is None:
-            return default
-        values = tuple(dict.fromkeys(item.strip().lower() for item in raw.split(",") if item.strip()))
-        if values == ("none",):
-            return ()
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
-            return default
-        return values
-
-    def space_keys(self, name: str) -> tuple[str, ...]:
-        from confluence_assets.confluence.keys import InvalidSpaceKeyError, validate_space_key
-
-        keys = self.items(name, ())
-        for key in keys:
-            try:
-                validate_space_key(key)
-            except InvalidSpaceKeyError as exc:
-                self.fail(name, f"{name}: {exc}")
-                return ()
-        return keys
-
-    def zone(self, name: str, default: str | None) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            ZoneInfo(raw.strip())
-        except (ZoneInfoNotFoundError, ValueError):
-            self.fail(name, f"{name}: unknown time zone {raw!r}: use an IANA name such as 'Asia/Seoul'")
-            return default
-        return raw.strip()
-
-    def cron(self, name: str, default: str) -> str:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        fields = raw.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
-            self.fail(name, f"{name} must be a cron expression of five fields such as '0 3 * * 0', got {raw!r}")
-            return default
-        return " ".join(fields)
-
-    def path(self, name: str) -> Path | None:
-        raw = self.text(name)
-        return Path(raw).expanduser() if raw else None
-
-
 def _content_types(r: _Reader) -> tuple[str, ...]:
     """CONFLUENCE_CONTENT_TYPES: page, blogpost or both (at least one: a space syncs something)."""
     raw = r.text(CONFLUENCE_CONTENT_TYPES)
@@ -308,35 +207,15 @@ def _content_types(r: _Reader) -> tuple[str, ...]:
     return types
 
 
-def _max_pages(r: _Reader) -> int:
-    value = int(r.number(CONFLUENCE_MAX_PAGES_PER_REQUEST, 100, minimum=1))
-    if value > MAX_RESULTS_PER_REQUEST:
-        r.fail(
-            CONFLUENCE_MAX_PAGES_PER_REQUEST,
-            f"{CONFLUENCE_MAX_PAGES_PER_REQUEST} must be at most {MAX_RESULTS_PER_REQUEST} (Confluence's largest "
-            f"page of results), got {value}",
-        )
-        return 100
-    return value
-
-
-_YES = ("1", "true", "yes")
-_RATE_NUMBER = r"[0-9]+(\.[0-9]+)?"
-_RATE_LIMIT_SPEC = re.compile(
-    rf"{_RATE_NUMBER}|((capacity|fill_rate|interval_seconds|hourly_quota)={_RATE_NUMBER}|style=(cloud|datacenter))"
-    rf"(,\s*((capacity|fill_rate|interval_seconds|hourly_quota)={_RATE_NUMBER}|style=(cloud|datacenter)))*"
-)
+_RATE_OPTION = r"((capacity|fill_rate|interval_seconds|hourly_quota)=[0-9.]+|style=(cloud|datacenter))"
+_RATE_LIMIT_SPEC = re.compile(rf"[0-9.]+|{_RATE_OPTION}(,\s*{_RATE_OPTION})*")  # sandbox/ratelimits.py reads it
 
 
 def _sandbox_rate_limit(r: _Reader) -> str:
-    """SANDBOX_RATE_LIMIT: requests per second, or the token bucket's options (sandbox/ratelimits.py)."""
     raw = (r.text(SANDBOX_RATE_LIMIT) or "").strip()
     if raw and not _RATE_LIMIT_SPEC.fullmatch(raw):
-        r.fail(
-            SANDBOX_RATE_LIMIT,
-            f"{SANDBOX_RATE_LIMIT} must be requests per second or options such as 'capacity=20,fill_rate=10,"
-            f"interval_seconds=1,hourly_quota=5000,style=datacenter', got {raw!r}",
-        )
+        example = "'20' (requests/s) or 'capacity=20,fill_rate=10,interval_seconds=1,hourly_quota=5000'"
+        r.fail(SANDBOX_RATE_LIMIT, f"{SANDBOX_RATE_LIMIT} must be {example}, got {raw!r}")
         return ""
     return raw
 
@@ -373,11 +252,12 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             rendered_macros=r.kinds(CONFLUENCE_RENDERED_MACROS, DEFAULT_RENDERED_MACROS, RENDERABLE_MACROS),
             content_types=_content_types(r),
             api_timeout_seconds=float(r.number(CONFLUENCE_API_TIMEOUT, 30.0, kind=float, minimum=1)),
-            max_pages_per_request=_max_pages(r),
+            max_pages_per_request=int(r.number(CONFLUENCE_MAX_PAGES_PER_REQUEST, 100, minimum=1, maximum=1000)),
             max_concurrent_requests=int(r.number(CONFLUENCE_MAX_CONCURRENT_REQUESTS, 5, minimum=1)),
             retry_attempts=int(r.number(CONFLUENCE_RETRY_ATTEMPTS, 6)),
             sync_batch_size=int(r.number(CONFLUENCE_SYNC_BATCH_SIZE, 50, minimum=1)),
             rate_limit_max_wait_seconds=float(r.number(CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS, 120.0, kind=float)),
+            requests_per_second=float(r.number(CONFLUENCE_REQUESTS_PER_SECOND, 0.0, kind=float)),
         ),
         embeddings=EmbeddingSettings(
             model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,
@@ -418,7 +298,8 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
             embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
             rate_limit=_sandbox_rate_limit(r),
-            v1_removed=r.choice(SANDBOX_V1_REMOVED, "no", ("0", "1", "true", "false", "yes", "no")) in _YES,
+            v1_removed=r.choice(SANDBOX_V1_REMOVED, "no", ("0", "1", "true", "false", "yes", "no"))
+            in ("1", "true", "yes"),
         ),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )

@@ -14,12 +14,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import requests
 
 from confluence_assets import doctor, settings
 from confluence_assets.confluence import errors, ratelimit
 from confluence_assets.confluence.client import ConfluenceAPI, RetryPolicy
+from confluence_assets.db.request_budget import SiteRequestBudget, site_key
 from confluence_assets.defs.resources import build_resources
 from confluence_assets.sandbox import ConfluenceServer, Site, generate_corpus
 from confluence_assets.sandbox.ratelimits import (
@@ -301,3 +303,64 @@ def test_the_seeds_request_settings_are_read_validated_wired_and_shown():
     _, problems = settings.load_reporting(bad)
     assert set(problems) == set(bad)
     assert all("\n" not in m and m.startswith(name) for name, m in problems.items())
+
+
+# -- the site's request budget, shared through the database -------------------------------------------------
+
+
+def _burst(conf: ConfluenceServer, clients: int, each: int, gate_for) -> float:
+    """``clients`` threads, each with its own client (and its own database connection, as separate processes
+    would have), making ``each`` requests as fast as they can; the seconds it took."""
+
+    def run() -> None:
+        gate = gate_for()
+        api = ConfluenceAPI(conf.url, email=conf.email, api_token=conf.api_token, request_gate=gate)
+        for _ in range(each):
+            api.get_json("rest/api/user/current")
+        api.close()
+        if gate is not None:
+            gate.close()
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return time.monotonic() - began
+
+
+def test_four_clients_share_one_requests_per_second_ceiling_per_site(site, migrated_db_url):
+    ceiling = 8
+    with ConfluenceServer(site) as conf:
+        _burst(conf, 4, 6, lambda: None)  # without the budget: well above the ceiling
+        unbounded = conf.stats.busiest_second()
+        conf.stats.reset()
+        took = _burst(conf, 4, 6, lambda: SiteRequestBudget(migrated_db_url, conf.url, ceiling))
+        bounded = conf.stats.busiest_second()
+        assert conf.stats.total == 24
+        url = conf.url
+    assert unbounded > ceiling + 1
+    assert bounded <= ceiling + 1 and took >= (24 - 1) / ceiling * 0.9
+    with psycopg.connect(migrated_db_url) as conn:
+        sites = conn.execute("SELECT site FROM confluence_request_budget").fetchall()
+    assert sites == [(site_key(url),)]
+
+
+def test_the_code_locations_client_uses_the_shared_budget_when_a_ceiling_is_set(migrated_db_url):
+    env = {
+        settings.CONFLUENCE_REQUESTS_PER_SECOND: "4",
+        settings.DATABASE_URL: migrated_db_url,
+        settings.CONFLUENCE_URL: "https://example.atlassian.net/wiki",
+    }
+    loaded = settings.load(env)
+    assert loaded.confluence.requests_per_second == 4.0
+    resource = build_resources(loaded)["confluence"]
+    assert resource.requests_per_second == 4.0
+    gate = resource.model_copy(update={"url": env[settings.CONFLUENCE_URL], "budget_database_url": migrated_db_url})
+    budget = gate._request_gate()
+    assert isinstance(budget, SiteRequestBudget) and budget.site == "https://example.atlassian.net"
+    waits = [budget.reserve() for _ in range(5)]  # one slot now, then one every 1/4 s
+    budget.close()
+    assert waits[0] == 0 and all(abs(w - n * 0.25) < 0.05 for n, w in enumerate(waits[1:], start=1))
+    assert build_resources(settings.load({}))["confluence"].requests_per_second == 0  # off by default

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -116,6 +116,7 @@ class ConfluenceAPI:
         retry: RetryPolicy | None = None,
         page_size: int = 50,
         max_concurrent_requests: int = 5,
+        request_gate: Callable[[], float] | None = None,
     ) -> None:
         if not url or not url.startswith(("http://", "https://")):
             raise errors.ConfluenceConfigError(f"{settings.CONFLUENCE_URL} must be an http(s) URL, got {url!r}")
@@ -131,6 +132,7 @@ class ConfluenceAPI:
         adapter = rl.BudgetedAdapter(
             budget,
             rl.site_slots(self.url, max_concurrent_requests),
+            request_gate,  # the site's requests-per-second ceiling across processes (db.request_budget)
             max_retries=rl.make_retry(self.retry, self.stats, budget),
             pool_maxsize=max(10, max_concurrent_requests),
         )

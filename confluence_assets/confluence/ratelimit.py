@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -212,13 +213,22 @@ class BudgetedAdapter(HTTPAdapter):
     """Pauses before a request when the budget asks, bounds requests in flight to the site, reads the
     rate-limit and deprecation headers of every response."""
 
-    def __init__(self, budget: RateLimitBudget, slots: threading.BoundedSemaphore, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        budget: RateLimitBudget,
+        slots: threading.BoundedSemaphore,
+        gate: Callable[[], float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.budget = budget
         self.slots = slots
+        self.gate = gate  # the site's shared requests-per-second ceiling (db.request_budget); sleeps, says how long
         super().__init__(**kwargs)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         self.budget.wait()
+        if self.gate is not None:
+            self.budget.stats.seconds_waited += self.gate()
         with self.slots:
             response = super().send(request, *args, **kwargs)
         self.budget.observe(response.headers)

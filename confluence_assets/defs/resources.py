@@ -20,6 +20,7 @@ from confluence_assets.confluence.cql import site_zone
 from confluence_assets.confluence.errors import ConfluenceConfigError
 from confluence_assets.db import migrations
 from confluence_assets.db.connection import connect, resolve_database
+from confluence_assets.db.request_budget import SiteRequestBudget
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import (
@@ -51,6 +52,13 @@ class ConfluenceResource(dg.ConfigurableResource):
         default=120.0, description="A 429 asking to wait longer (an exhausted hourly quota) fails the step at once"
     )
     max_concurrent_requests: int = Field(default=5, description="Requests in flight to the site, per process")
+    requests_per_second: float = Field(
+        default=0.0,
+        description="The site's requests/s ceiling, shared by all runs and sensors via the database; 0: none",
+    )
+    budget_database_url: str | None = Field(
+        default=None, description="Where the shared request budget lives (DATABASE_URL; unset: the embedded server)"
+    )
     page_size: int = Field(default=50, description="Results per search request (Confluence caps it at 50 with body)")
     overlap_minutes: int = Field(default=10, description="How far before the watermark each sync looks again")
     rendered_macros: list[str] = Field(
@@ -105,7 +113,14 @@ class ConfluenceResource(dg.ConfigurableResource):
             retry=retry,
             page_size=self.page_size,
             max_concurrent_requests=self.max_concurrent_requests,
+            request_gate=self._request_gate(),
         )
+
+    def _request_gate(self) -> SiteRequestBudget | None:
+        if self.requests_per_second <= 0:
+            return None
+        url = resolve_database(self.budget_database_url).url
+        return SiteRequestBudget(url, self.url, self.requests_per_second)
 
     def zone(self) -> ZoneInfo | None:
         return site_zone(self.site_timezone)
@@ -218,6 +233,8 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             page_size=loaded.confluence.max_pages_per_request,
             max_concurrent_requests=loaded.confluence.max_concurrent_requests,
             rate_limit_max_wait_seconds=loaded.confluence.rate_limit_max_wait_seconds,
+            requests_per_second=loaded.confluence.requests_per_second,
+            budget_database_url=_env_var(loaded, settings.DATABASE_URL),
         ),
         "database": PostgresResource(database_url=_env_var(loaded, settings.DATABASE_URL)),
         "embeddings": EmbeddingsResource(

@@ -15,7 +15,8 @@ several separated by ``;`` (see :func:`parse_rules`).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -142,6 +143,7 @@ class Stats:
         self.in_flight = 0  # requests being answered right now (faults' delays included)
         self.max_in_flight = 0  # the most ever answered at once (reset() clears it)
         self.rate_limited = 0  # requests the token bucket refused (429), faults' 429s not included
+        self.started: deque[float] = deque(maxlen=100_000)  # monotonic arrival of the latest requests
 
     def record_rate_limited(self) -> None:
         with self._lock:
@@ -149,6 +151,7 @@ class Stats:
 
     def record(self, endpoint: str, path: str) -> None:
         with self._lock:
+            self.started.append(time.monotonic())
             self.by_endpoint[endpoint] += 1
             self.by_path[endpoint.split(" ")[0] + " " + path] += 1
 
@@ -173,6 +176,17 @@ class Stats:
                 return self.by_path[pattern]
             return sum(n for e, n in self.by_endpoint.items() if fnmatchcase(e, pattern))
 
+    def busiest_second(self) -> int:
+        """The most requests that arrived within any one second (a sliding window over the latest 100,000)."""
+        with self._lock:
+            times = sorted(self.started)
+        most, first = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
     @property
     def total(self) -> int:
         return self.count("*")
@@ -187,6 +201,7 @@ class Stats:
             self.by_path.clear()
             self.max_in_flight = self.in_flight
             self.rate_limited = 0
+            self.started.clear()
 
 
 _FLAG_KEYS = {"reset", "empty_page"}
