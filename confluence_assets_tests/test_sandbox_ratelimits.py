@@ -31,6 +31,16 @@ from confluence_assets.sandbox.ratelimits import (
     RateLimit,
     parse_rate_limit,
 )
+from confluence_assets_tests.pipeline_support import (
+    asset_metadata,
+    db_state,
+    discover_spaces,
+    generated_site,
+    only_space,
+    resources_for,
+    sandbox_servers,
+    sync_space,
+)
 
 SEARCH = "GET /wiki/rest/api/content/search"
 CQL = "type=page order by id"
@@ -364,3 +374,19 @@ def test_the_code_locations_client_uses_the_shared_budget_when_a_ceiling_is_set(
     budget.close()
     assert waits[0] == 0 and all(abs(w - n * 0.25) < 0.05 for n, w in enumerate(waits[1:], start=1))
     assert build_resources(settings.load({}))["confluence"].requests_per_second == 0  # off by default
+
+
+def test_a_sync_under_a_rate_limit_meets_no_429_and_reports_its_budget(migrated_db_url, instance):
+    site = generated_site(21, pages=20)
+    key = only_space(site)
+    with sandbox_servers(site) as sandbox:
+        sandbox.conf.set_rate_limit(RateLimit(capacity=8, fill_rate=10))
+        resources = resources_for(sandbox, migrated_db_url)
+        discover_spaces(instance, resources)
+        result = sync_space(instance, resources, key)
+        refused = sandbox.conf.stats.rate_limited
+    shown = asset_metadata(result, "changed_pages")
+    assert refused == 0 and shown["confluence_429s"] == 0
+    assert shown["confluence_requests"] == shown["api_calls"] > 0
+    assert 0 <= shown["rate_limit_lowest_remaining"] < 8 and shown["rate_limit_seconds_waited"] >= 0
+    assert db_state(migrated_db_url, key)["pages"]  # and the sync did its work

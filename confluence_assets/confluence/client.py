@@ -128,7 +128,8 @@ class ConfluenceAPI:
         session = requests.Session()
         self.retry = retry or RetryPolicy()
         # Rate limits (confluence.ratelimit): paced before the limit, 429s waited as told, in-flight bounded.
-        budget = rl.RateLimitBudget(self.stats, self.retry.rate_limit_max_wait_seconds)
+        pause_cap = min(self.retry.rate_limit_max_wait_seconds, self.retry.retry_after_cap_seconds)
+        budget = rl.RateLimitBudget(self.stats, pause_cap)  # a probe's client pauses no longer than it waits
         adapter = rl.BudgetedAdapter(
             budget,
             rl.site_slots(self.url, max_concurrent_requests),
