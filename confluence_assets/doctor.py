@@ -148,7 +148,7 @@ def _request_limits(confluence: settings.ConfluenceSettings) -> Check:
         True,
         f"{settings.CONFLUENCE_API_TIMEOUT}={confluence.api_timeout_seconds:g} s, "
         f"{settings.CONFLUENCE_MAX_PAGES_PER_REQUEST}={pages} (searches with bodies: {min(pages, 50)}), "
-        f"{settings.CONFLUENCE_MAX_CONCURRENT_REQUESTS}={confluence.max_concurrent_requests}, "
+        f"{settings.CONFLUENCE_MAX_CONCURRENT_REQUESTS}={confluence.max_concurrent_requests or 'none'}, "
         f"{settings.CONFLUENCE_RETRY_ATTEMPTS}={confluence.retry_attempts}, "
         f"{settings.CONFLUENCE_SYNC_BATCH_SIZE}={confluence.sync_batch_size}, "
         f"{settings.CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS}={confluence.rate_limit_max_wait_seconds:g} s, "

@@ -122,7 +122,7 @@ class ConfluenceSettings:
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
     api_timeout_seconds: float = 30.0
     max_pages_per_request: int = 100  # Confluence caps body-expanded searches at 50 whatever is asked
-    max_concurrent_requests: int = 5
+    max_concurrent_requests: int | None = None  # unset: no bound of our own (the seed's 5 would cut probes' 8)
     retry_attempts: int = 6  # the seed named 3; the client has retried 6 times since its reliability work
     sync_batch_size: int = 50
     rate_limit_max_wait_seconds: float = 120.0
@@ -195,6 +195,10 @@ class Settings:
         return name in self.present
 
 
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _content_types(r: _Reader) -> tuple[str, ...]:
     """CONFLUENCE_CONTENT_TYPES: page, blogpost or both (at least one: a space syncs something)."""
     raw = r.text(CONFLUENCE_CONTENT_TYPES)
@@ -253,7 +257,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             content_types=_content_types(r),
             api_timeout_seconds=float(r.number(CONFLUENCE_API_TIMEOUT, 30.0, kind=float, minimum=1)),
             max_pages_per_request=int(r.number(CONFLUENCE_MAX_PAGES_PER_REQUEST, 100, minimum=1, maximum=1000)),
-            max_concurrent_requests=int(r.number(CONFLUENCE_MAX_CONCURRENT_REQUESTS, 5, minimum=1)),
+            max_concurrent_requests=_whole(r.number(CONFLUENCE_MAX_CONCURRENT_REQUESTS, None, minimum=1)),
             retry_attempts=int(r.number(CONFLUENCE_RETRY_ATTEMPTS, 6)),
             sync_batch_size=int(r.number(CONFLUENCE_SYNC_BATCH_SIZE, 50, minimum=1)),
             rate_limit_max_wait_seconds=float(r.number(CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS, 120.0, kind=float)),

@@ -27,8 +27,8 @@ class Reader:
         return value if value and value.strip() else None  # unset or blank: None, as settings.env
 
     def number(
-        self, name: str, default: float, *, kind: type = int, minimum: float = 0, maximum: float | None = None
-    ) -> float:
+        self, name: str, default: float | None, *, kind: type = int, minimum: float = 0, maximum: float | None = None
+    ) -> float | None:
         raw = self.text(name)
         if raw is None:
             return default

@@ -285,7 +285,7 @@ def test_the_seeds_request_settings_are_read_validated_wired_and_shown():
     assert (defaults.api_timeout_seconds, defaults.max_pages_per_request, defaults.max_concurrent_requests) == (
         30.0,
         100,
-        5,
+        None,  # unset: no bound of its own (probes run 8 at a time, as before)
     )
     assert (defaults.retry_attempts, defaults.sync_batch_size, defaults.rate_limit_max_wait_seconds) == (6, 50, 120.0)
     env = {

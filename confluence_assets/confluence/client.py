@@ -115,7 +115,7 @@ class ConfluenceAPI:
         timeout_seconds: float = 30.0,
         retry: RetryPolicy | None = None,
         page_size: int = 50,
-        max_concurrent_requests: int = 5,
+        max_concurrent_requests: int | None = None,
         request_gate: Callable[[], float] | None = None,
     ) -> None:
         if not url or not url.startswith(("http://", "https://")):
@@ -132,10 +132,9 @@ class ConfluenceAPI:
         budget = rl.RateLimitBudget(self.stats, pause_cap)  # a probe's client pauses no longer than it waits
         adapter = rl.BudgetedAdapter(
             budget,
-            rl.site_slots(self.url, max_concurrent_requests),
+            rl.site_slots(self.url, max_concurrent_requests) if max_concurrent_requests else None,
             request_gate,  # the site's requests-per-second ceiling across processes (db.request_budget)
             max_retries=rl.make_retry(self.retry, self.stats, budget),
-            pool_maxsize=max(10, max_concurrent_requests),
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)

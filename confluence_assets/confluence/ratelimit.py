@@ -125,7 +125,9 @@ class RateLimitBudget:
         self._lock = threading.Lock()
         self._next_at = 0.0  # monotonic time before which the next request should not start
 
-    def observe(self, headers: Any) -> None:
+    def observe(self, headers: Any, *, pace: bool = True) -> None:
+        """Note what ``headers`` say; ``pace``: and space the next request by them (not after a 429, which
+        the retry waits out itself: its pause would come on top)."""
         remaining = _number(headers.get("X-RateLimit-Remaining"))
         if remaining is None:
             return
@@ -133,13 +135,12 @@ class RateLimitBudget:
         limit = _number(headers.get("X-RateLimit-Limit"))
         near = str(headers.get("X-RateLimit-NearLimit", "")).lower() == "true"
         near = near or (limit is not None and remaining_int < NEAR_LIMIT_FRACTION * limit)
-        pause = 0.0
-        if near:
-            pause = self._pause(headers, remaining_int)
+        pause = self._pause(headers, remaining_int) if near and pace else 0.0
         with self._lock:
             low = self.stats.lowest_remaining
             self.stats.lowest_remaining = remaining_int if low is None else min(low, remaining_int)
-            self._next_at = time.monotonic() + min(pause, self.max_pause_seconds)
+            if pace:
+                self._next_at = time.monotonic() + min(pause, self.max_pause_seconds)
 
     @staticmethod
     def _pause(headers: Any, remaining: int) -> float:
@@ -216,7 +217,7 @@ class BudgetedAdapter(HTTPAdapter):
     def __init__(
         self,
         budget: RateLimitBudget,
-        slots: threading.BoundedSemaphore,
+        slots: threading.BoundedSemaphore | None,
         gate: Callable[[], float] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -229,9 +230,12 @@ class BudgetedAdapter(HTTPAdapter):
         self.budget.wait()
         if self.gate is not None:
             self.budget.stats.seconds_waited += self.gate()
-        with self.slots:
+        if self.slots is None:
             response = super().send(request, *args, **kwargs)
-        self.budget.observe(response.headers)
+        else:
+            with self.slots:
+                response = super().send(request, *args, **kwargs)
+        self.budget.observe(response.headers, pace=response.status_code != 429)
         note_deprecation(response)
         return response
 
@@ -247,7 +251,7 @@ def make_retry(policy: RetryPolicy, stats: RequestStats, budget: RateLimitBudget
             response = kwargs.get("response")
             if response is not None and response.status == 429:
                 stats.rate_limited += 1
-                budget.observe(response.headers)
+                budget.observe(response.headers, pace=False)
                 asked = asked_wait(response.headers)
                 if asked is not None and asked > policy.rate_limit_max_wait_seconds:
                     reason = ResponseError(f"rate limited for {asked:.0f} s")

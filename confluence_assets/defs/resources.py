@@ -51,7 +51,9 @@ class ConfluenceResource(dg.ConfigurableResource):
     rate_limit_max_wait_seconds: float = Field(
         default=120.0, description="A 429 asking to wait longer (an exhausted hourly quota) fails the step at once"
     )
-    max_concurrent_requests: int = Field(default=5, description="Requests in flight to the site, per process")
+    max_concurrent_requests: int | None = Field(
+        default=None, description="Requests in flight to the site at once, per process; unset: no bound"
+    )
     requests_per_second: float = Field(
         default=0.0,
         description="The site's requests/s ceiling, shared by all runs and sensors via the database; 0: none",
