@@ -260,21 +260,36 @@ def test_deprecation_headers_are_logged_once_per_endpoint(site, caplog):
     assert any("GET /wiki/rest/api/space " in line and "CHANGE-864" in line for line in lines)
 
 
+def _in_flight_at_most(conf: ConfluenceServer, clients: int, bound: int | None) -> int:
+    """``clients`` clients of one site sending one request each at the same moment; the most in flight."""
+    apis = [
+        ConfluenceAPI(conf.url, email=conf.email, api_token=conf.api_token, max_concurrent_requests=bound)
+        for _ in range(clients)
+    ]
+    start = threading.Barrier(clients)
+
+    def probe(api: ConfluenceAPI) -> None:
+        start.wait(10)
+        api.first_match(CQL)
+
+    threads = [threading.Thread(target=probe, args=(api,)) for api in apis]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    for api in apis:
+        api.close()
+    return conf.stats.max_in_flight
+
+
 def test_requests_in_flight_to_a_site_are_bounded_per_process(site):
     with ConfluenceServer(site) as conf:
-        conf.faults.add("*", delay=0.15, times=None)
-
-        def probe() -> None:
-            api = ConfluenceAPI(conf.url, email=conf.email, api_token=conf.api_token, max_concurrent_requests=2)
-            api.first_match(CQL)
-            api.close()
-
-        threads = [threading.Thread(target=probe) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-    assert conf.stats[SEARCH] == 6 and conf.stats.max_in_flight == 2
+        conf.faults.add("*", delay=0.3, times=None)
+        unbounded = _in_flight_at_most(conf, 6, None)
+        conf.stats.reset()
+        bounded = _in_flight_at_most(conf, 6, 2)
+        assert conf.stats[SEARCH] == 6
+    assert unbounded > 2 and bounded == 2
 
 
 # -- item 5: the seed's configuration names ----------------------------------------------------------------
@@ -321,15 +336,18 @@ def test_the_seeds_request_settings_are_read_validated_wired_and_shown():
 def _burst(conf: ConfluenceServer, clients: int, each: int, gate_for) -> float:
     """``clients`` threads, each with its own client (and its own database connection, as separate processes
     would have), making ``each`` requests as fast as they can; the seconds it took."""
+    gates: list = []
+    closed: list[bool] = []
 
     def run() -> None:
         gate = gate_for()
+        gates.append(gate)
         api = ConfluenceAPI(conf.url, email=conf.email, api_token=conf.api_token, request_gate=gate)
         for _ in range(each):
             api.get_json("rest/api/user/current")
         api.close()
         if gate is not None:
-            gate.close()
+            closed.append(gate._local.conn is None)  # closing the client closed the budget's connection
 
     began = time.monotonic()
     threads = [threading.Thread(target=run) for _ in range(clients)]
@@ -337,6 +355,7 @@ def _burst(conf: ConfluenceServer, clients: int, each: int, gate_for) -> float:
         t.start()
     for t in threads:
         t.join(30)
+    assert len(gates) == clients and closed.count(True) == sum(g is not None for g in gates)
     return time.monotonic() - began
 
 

@@ -126,6 +126,7 @@ class ConfluenceAPI:
         cloud_hint = f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
         self._credential_hint = settings.CONFLUENCE_PAT if personal_access_token else cloud_hint
         session = requests.Session()
+        self._gate = request_gate
         self.retry = retry or RetryPolicy()
         # Rate limits (confluence.ratelimit): paced before the limit, 429s waited as told, in-flight bounded.
         pause_cap = min(self.retry.rate_limit_max_wait_seconds, self.retry.retry_after_cap_seconds)
@@ -349,6 +350,9 @@ class ConfluenceAPI:
 
     def close(self) -> None:
         self._client.close()
+        close_gate = getattr(self._gate, "close", None)
+        if close_gate is not None:  # the shared budget's database connection
+            close_gate()
 
 
 def _with_limit(url: str, limit: int) -> str:
