@@ -108,6 +108,8 @@ _SANDBOX_SETTING_DEFAULTS = {
     "latency": "latency_seconds",
     "faults": "confluence_faults",
     "embeddings_faults": "embeddings_faults",
+    "rate_limit": "rate_limit",
+    "v1_removed": "v1_removed",
 }
 
 
@@ -167,6 +169,19 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"embeddings fault rules (default ${settings.SANDBOX_EMBEDDINGS_FAULTS}), e.g. "
         '"status=429,retry_after=1,every=10"',
+    )
+    parser.add_argument(
+        "--rate-limit",
+        default=None,
+        help=f"a token bucket with rate-limit headers on every response (default ${settings.SANDBOX_RATE_LIMIT} "
+        'or none): requests per second, e.g. "20", or "capacity=20,fill_rate=10,hourly_quota=5000"',
+    )
+    parser.add_argument(
+        "--v1-removed",
+        action="store_const",
+        const=True,
+        default=None,
+        help=f"deprecated v1 endpoints answer 410 Gone (default ${settings.SANDBOX_V1_REMOVED} or off)",
     )
 
 

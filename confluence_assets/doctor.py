@@ -33,6 +33,7 @@ def run_checks(database_url: str | None = None, *, online: bool = True) -> list[
     checks = _database_checks(database_url)
     settings_check = _confluence_check(config.confluence)
     checks.append(settings_check)
+    checks.append(_request_limits(config.confluence))
     if online and settings_check.ok:
         checks.append(_confluence_reachable(config.confluence))
     checks.extend(_embedding_checks(config.embeddings, problems.pop(settings.EMBEDDING_DIMENSIONS, None)))
@@ -139,6 +140,23 @@ def _confluence_check(confluence: settings.ConfluenceSettings) -> Check:
     )
 
 
+def _request_limits(confluence: settings.ConfluenceSettings) -> Check:
+    """How the client talks to Confluence (the values in effect; a refused one is reported separately)."""
+    pages = confluence.max_pages_per_request
+    return Check(
+        "confluence requests",
+        True,
+        f"{settings.CONFLUENCE_API_TIMEOUT}={confluence.api_timeout_seconds:g} s, "
+        f"{settings.CONFLUENCE_MAX_PAGES_PER_REQUEST}={pages} (searches with bodies: {min(pages, 50)}), "
+        f"{settings.CONFLUENCE_MAX_CONCURRENT_REQUESTS}={confluence.max_concurrent_requests or 'none'}, "
+        f"{settings.CONFLUENCE_RETRY_ATTEMPTS}={confluence.retry_attempts}, "
+        f"{settings.CONFLUENCE_SYNC_BATCH_SIZE}={confluence.sync_batch_size}, "
+        f"{settings.CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS}={confluence.rate_limit_max_wait_seconds:g} s, "
+        f"{settings.CONFLUENCE_REQUESTS_PER_SECOND}="
+        + (f"{confluence.requests_per_second:g}/s" if confluence.requests_per_second else "none"),
+    )
+
+
 def _confluence_reachable(confluence: settings.ConfluenceSettings) -> Check:
     """One cheap authenticated request (the first space), with the change probe's short timeout."""
     from confluence_assets.confluence.client import PROBE_RETRY, PROBE_TIMEOUT_SECONDS, ConfluenceAPI
@@ -157,7 +175,7 @@ def _confluence_reachable(confluence: settings.ConfluenceSettings) -> Check:
             email=confluence.email,
             api_token=confluence.api_token,
             personal_access_token=confluence.personal_access_token,
-            timeout_seconds=PROBE_TIMEOUT_SECONDS,
+            timeout_seconds=min(confluence.api_timeout_seconds, PROBE_TIMEOUT_SECONDS),
             retry=PROBE_RETRY,
         )
         try:

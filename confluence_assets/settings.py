@@ -18,7 +18,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from confluence_assets.settings_reader import Reader as _Reader
 
 # -- variable names ------------------------------------------------------------------------------------
 CONFLUENCE_URL = "CONFLUENCE_URL"
@@ -33,6 +34,13 @@ CONFLUENCE_ATTACHMENT_MAX_MB = "CONFLUENCE_ATTACHMENT_MAX_MB"  # larger attachme
 CONFLUENCE_ATTACHMENT_TIMEOUT_SECONDS = "CONFLUENCE_ATTACHMENT_TIMEOUT_SECONDS"  # per download and per extraction
 CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS = "CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS"  # an attachment's text is cut there
 CONFLUENCE_COMMENTS = "CONFLUENCE_COMMENTS"  # on | off: footer and inline comments indexed with their page
+CONFLUENCE_API_TIMEOUT = "CONFLUENCE_API_TIMEOUT"  # seconds per request
+CONFLUENCE_MAX_PAGES_PER_REQUEST = "CONFLUENCE_MAX_PAGES_PER_REQUEST"  # results asked for per listing request
+CONFLUENCE_MAX_CONCURRENT_REQUESTS = "CONFLUENCE_MAX_CONCURRENT_REQUESTS"  # in flight to the site, per process
+CONFLUENCE_RETRY_ATTEMPTS = "CONFLUENCE_RETRY_ATTEMPTS"  # retries of one request (429, 5xx, network)
+CONFLUENCE_SYNC_BATCH_SIZE = "CONFLUENCE_SYNC_BATCH_SIZE"  # pages per transaction of page_metadata, page_chunks
+CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS = "CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS"  # a longer 429 fails at once
+CONFLUENCE_REQUESTS_PER_SECOND = "CONFLUENCE_REQUESTS_PER_SECOND"  # the site's ceiling across processes; 0: none
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -71,6 +79,8 @@ SANDBOX_TIMEZONE = "SANDBOX_TIMEZONE"
 SANDBOX_LATENCY = "SANDBOX_LATENCY"
 SANDBOX_CONFLUENCE_FAULTS = "SANDBOX_CONFLUENCE_FAULTS"
 SANDBOX_EMBEDDINGS_FAULTS = "SANDBOX_EMBEDDINGS_FAULTS"
+SANDBOX_RATE_LIMIT = "SANDBOX_RATE_LIMIT"  # a token bucket, e.g. "20" (requests/s) or "capacity=20,fill_rate=10"
+SANDBOX_V1_REMOVED = "SANDBOX_V1_REMOVED"  # 1: the deprecated v1 endpoints answer 410 Gone
 
 # -- defaults and accepted values ----------------------------------------------------------------------
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -99,8 +109,6 @@ DEFAULT_CONTENT_TYPES = CONTENT_TYPES
 DEFAULT_HOME = "~/.confluence-assets"
 SWITCHES = ("on", "off")
 
-_CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
-
 
 class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message names the variable and what it accepts."""
@@ -121,6 +129,13 @@ class ConfluenceSettings:
     site_timezone: str | None = None
     rendered_macros: tuple[str, ...] = DEFAULT_RENDERED_MACROS
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    api_timeout_seconds: float = 30.0
+    max_pages_per_request: int = 100  # Confluence caps body-expanded searches at 50 whatever is asked
+    max_concurrent_requests: int | None = None  # unset: no bound of our own (the seed's 5 would cut probes' 8)
+    retry_attempts: int = 6  # the seed named 3; the client has retried 6 times since its reliability work
+    sync_batch_size: int = 50
+    rate_limit_max_wait_seconds: float = 120.0
+    requests_per_second: float = 0.0  # 0: no ceiling of our own (Confluence's rate limit still applies)
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,8 @@ class SandboxSettings:
     latency_seconds: float = 0.0
     confluence_faults: str = ""
     embeddings_faults: str = ""
+    rate_limit: str = ""  # sandbox/ratelimits.py parse_rate_limit; empty: no rate limit
+    v1_removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,105 +232,8 @@ class Settings:
         return name in self.present
 
 
-class _Reader:
-    """Reads variables from one environment, collecting a message per bad value."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.errors: dict[str, str] = {}  # variable name -> the one message about its value
-
-    def fail(self, name: str, message: str) -> None:
-        self.errors.setdefault(name, message)
-
-    def text(self, name: str) -> str | None:
-        return env(name, self.environ)
-
-    def number(self, name: str, default: float, *, kind: type = int, minimum: float = 0) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            what = "a whole number" if kind is int else "a number"
-            self.fail(name, f"{name} must be {what} >= {minimum:g}, got {raw!r}")
-            return default
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        value = raw.strip().lower()
-        if value not in allowed:
-            self.fail(name, f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-            return default
-        return value
-
-    def items(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        values = tuple(item.strip() for item in raw.split(",") if item.strip())
-        if allowed is not None:
-            unknown = sorted(set(values) - set(allowed))
-            if unknown:
-                self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)}")
-                return default
-        return values
-
-    def kinds(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
-        """A comma-separated subset of ``allowed`` (any case), or ``none`` for no value at all."""
-        raw = self.text(name)
-        if raw is None:
-            return default
-        values = tuple(dict.fromkeys(item.strip().lower() for item in raw.split(",") if item.strip()))
-        if values == ("none",):
-            return ()
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
-            return default
-        return values
-
-    def space_keys(self, name: str) -> tuple[str, ...]:
-        from confluence_assets.confluence.keys import InvalidSpaceKeyError, validate_space_key
-
-        keys = self.items(name, ())
-        for key in keys:
-            try:
-                validate_space_key(key)
-            except InvalidSpaceKeyError as exc:
-                self.fail(name, f"{name}: {exc}")
-                return ()
-        return keys
-
-    def zone(self, name: str, default: str | None) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            ZoneInfo(raw.strip())
-        except (ZoneInfoNotFoundError, ValueError):
-            self.fail(name, f"{name}: unknown time zone {raw!r}: use an IANA name such as 'Asia/Seoul'")
-            return default
-        return raw.strip()
-
-    def cron(self, name: str, default: str) -> str:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        fields = raw.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
-            self.fail(name, f"{name} must be a cron expression of five fields such as '0 3 * * 0', got {raw!r}")
-            return default
-        return " ".join(fields)
-
-    def path(self, name: str) -> Path | None:
-        raw = self.text(name)
-        return Path(raw).expanduser() if raw else None
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _content_types(r: _Reader) -> tuple[str, ...]:
@@ -326,6 +246,19 @@ def _content_types(r: _Reader) -> tuple[str, ...]:
         r.fail(CONFLUENCE_CONTENT_TYPES, f"{CONFLUENCE_CONTENT_TYPES} must be page, blogpost or both, got {raw!r}")
         return DEFAULT_CONTENT_TYPES
     return types
+
+
+_RATE_OPTION = r"((capacity|fill_rate|interval_seconds|hourly_quota)=[0-9.]+|style=(cloud|datacenter))"
+_RATE_LIMIT_SPEC = re.compile(rf"[0-9.]+|{_RATE_OPTION}(,\s*{_RATE_OPTION})*")  # sandbox/ratelimits.py reads it
+
+
+def _sandbox_rate_limit(r: _Reader) -> str:
+    raw = (r.text(SANDBOX_RATE_LIMIT) or "").strip()
+    if raw and not _RATE_LIMIT_SPEC.fullmatch(raw):
+        example = "'20' (requests/s) or 'capacity=20,fill_rate=10,interval_seconds=1,hourly_quota=5000'"
+        r.fail(SANDBOX_RATE_LIMIT, f"{SANDBOX_RATE_LIMIT} must be {example}, got {raw!r}")
+        return ""
+    return raw
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -359,6 +292,13 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             site_timezone=r.zone(CONFLUENCE_SITE_TIMEZONE, None),
             rendered_macros=r.kinds(CONFLUENCE_RENDERED_MACROS, DEFAULT_RENDERED_MACROS, RENDERABLE_MACROS),
             content_types=_content_types(r),
+            api_timeout_seconds=float(r.number(CONFLUENCE_API_TIMEOUT, 30.0, kind=float, minimum=1)),
+            max_pages_per_request=int(r.number(CONFLUENCE_MAX_PAGES_PER_REQUEST, 100, minimum=1, maximum=1000)),
+            max_concurrent_requests=_whole(r.number(CONFLUENCE_MAX_CONCURRENT_REQUESTS, None, minimum=1)),
+            retry_attempts=int(r.number(CONFLUENCE_RETRY_ATTEMPTS, 6)),
+            sync_batch_size=int(r.number(CONFLUENCE_SYNC_BATCH_SIZE, 50, minimum=1)),
+            rate_limit_max_wait_seconds=float(r.number(CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS, 120.0, kind=float)),
+            requests_per_second=float(r.number(CONFLUENCE_REQUESTS_PER_SECOND, 0.0, kind=float)),
         ),
         embeddings=EmbeddingSettings(
             model=r.text(EMBEDDING_MODEL) or DEFAULT_EMBEDDING_MODEL,
@@ -398,6 +338,9 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             latency_seconds=float(r.number(SANDBOX_LATENCY, 0.0, kind=float)),
             confluence_faults=r.text(SANDBOX_CONFLUENCE_FAULTS) or "",
             embeddings_faults=r.text(SANDBOX_EMBEDDINGS_FAULTS) or "",
+            rate_limit=_sandbox_rate_limit(r),
+            v1_removed=r.choice(SANDBOX_V1_REMOVED, "no", ("0", "1", "true", "false", "yes", "no"))
+            in ("1", "true", "yes"),
         ),
         attachments=AttachmentSettings(
             enabled=r.choice(CONFLUENCE_ATTACHMENTS, "on", SWITCHES) == "on",

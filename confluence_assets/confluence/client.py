@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -26,12 +26,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
 from atlassian import Confluence
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from confluence_assets import settings
 from confluence_assets.confluence import errors
+from confluence_assets.confluence import ratelimit as rl
 from confluence_assets.confluence.permissions import RESTRICTION_EXPAND, settle_read_restriction
+from confluence_assets.confluence.ratelimit import RequestStats, RetryPolicy
 from confluence_assets.confluence.responses import join_url, page_url, resolve_next
 
 log = logging.getLogger(__name__)
@@ -80,15 +80,6 @@ def clean_text(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int = 6
-    backoff_seconds: float = 0.5  # first backoff; doubles each retry
-    backoff_max_seconds: float = 30.0
-    jitter_seconds: float = 0.5
-    retry_after_cap_seconds: float = 120.0
-
-
 # The change sensor's probes (one cheap request per space, many spaces per tick, Dagster's 60 s sensor
 # timeout) must never wait like a sync does: a short timeout, one retry, a server's Retry-After honoured
 # for a few seconds at most. A space still failing is reported in the tick and probed again next tick.
@@ -110,46 +101,6 @@ class FirstMatch:
     requests: int = 1
 
 
-@dataclass
-class RequestStats:
-    """HTTP attempts made to Confluence (retries included)."""
-
-    responses: int = 0
-    retries: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-    restriction_requests: int = 0  # completions of truncated restriction lists (of the responses above)
-
-    @property
-    def attempts(self) -> int:
-        return self.responses + self.retries
-
-
-def _retry(policy: RetryPolicy, stats: RequestStats) -> Retry:
-    class CountingRetry(Retry):
-        def increment(self, *args: Any, **kwargs: Any) -> Retry:
-            stats.retries += 1
-            return super().increment(*args, **kwargs)
-
-        def parse_retry_after(self, retry_after: str) -> float:
-            return min(super().parse_retry_after(retry_after), policy.retry_after_cap_seconds)
-
-    return CountingRetry(
-        total=policy.max_retries,
-        connect=policy.max_retries,
-        read=policy.max_retries,
-        status=policy.max_retries,
-        other=0,
-        allowed_methods=frozenset({"GET"}),
-        status_forcelist=frozenset({429, 500, 502, 503, 504}),
-        backoff_factor=policy.backoff_seconds,
-        backoff_max=policy.backoff_max_seconds,
-        backoff_jitter=policy.jitter_seconds,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # hand the last response back so the error names its status
-        raise_on_redirect=False,
-    )
-
-
 class ConfluenceAPI:
     """The Confluence calls of the sync. Construct with Cloud credentials (email + API token) or a Data
     Center personal access token."""
@@ -164,6 +115,8 @@ class ConfluenceAPI:
         timeout_seconds: float = 30.0,
         retry: RetryPolicy | None = None,
         page_size: int = 50,
+        max_concurrent_requests: int | None = None,
+        request_gate: Callable[[], float] | None = None,
     ) -> None:
         if not url or not url.startswith(("http://", "https://")):
             raise errors.ConfluenceConfigError(f"{settings.CONFLUENCE_URL} must be an http(s) URL, got {url!r}")
@@ -173,7 +126,17 @@ class ConfluenceAPI:
         cloud_hint = f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
         self._credential_hint = settings.CONFLUENCE_PAT if personal_access_token else cloud_hint
         session = requests.Session()
-        adapter = HTTPAdapter(max_retries=_retry(retry or RetryPolicy(), self.stats))
+        self._gate = request_gate
+        self.retry = retry or RetryPolicy()
+        # Rate limits (confluence.ratelimit): paced before the limit, 429s waited as told, in-flight bounded.
+        pause_cap = min(self.retry.rate_limit_max_wait_seconds, self.retry.retry_after_cap_seconds)
+        budget = rl.RateLimitBudget(self.stats, pause_cap)  # a probe's client pauses no longer than it waits
+        adapter = rl.BudgetedAdapter(
+            budget,
+            rl.site_slots(self.url, max_concurrent_requests) if max_concurrent_requests else None,
+            request_gate,  # the site's requests-per-second ceiling across processes (db.request_budget)
+            max_retries=rl.make_retry(self.retry, self.stats, budget),
+        )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.hooks["response"].append(self._count)
@@ -245,11 +208,16 @@ class ConfluenceAPI:
             return errors.ConfluenceNotFoundError(f"{shown}: not found (HTTP 404)")
         if status == 400:
             return errors.ConfluenceRequestError(f"{shown}: Confluence refused the request (HTTP 400): {message}")
-        if status == 429 or status >= 500:
+        trace = rl.trace_suffix(exc.response)
+        if status == 410:
+            return rl.gone_error(exc.response)
+        if status == 429:
+            return rl.rate_limit_error(exc.response, shown, self.retry)
+        if status >= 500:
             return errors.ConfluenceUnavailableError(
-                f"{shown}: Confluence answered HTTP {status} after every retry: {message}"
+                f"{shown}: Confluence answered HTTP {status} after every retry: {message}{trace}"
             )
-        return errors.ConfluenceError(f"{shown}: HTTP {status}: {message}")
+        return errors.ConfluenceError(f"{shown}: HTTP {status}: {message}{trace}")
 
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict]:
         """Every result of a paginated list, following ``_links.next`` to the end.
@@ -382,6 +350,9 @@ class ConfluenceAPI:
 
     def close(self) -> None:
         self._client.close()
+        close_gate = getattr(self._gate, "close", None)
+        if close_gate is not None:  # the shared budget's database connection
+            close_gate()
 
 
 def _with_limit(url: str, limit: int) -> str:

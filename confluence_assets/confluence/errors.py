@@ -29,3 +29,12 @@ class ConfluenceUnavailableError(ConfluenceError):
 
 class ConfluenceConfigError(ConfluenceError):
     """The settings cannot work (missing URL or credentials, a URL that does not serve the REST API)."""
+
+
+class ConfluenceRateLimitError(ConfluenceUnavailableError):
+    """429 beyond what is worth waiting for (an exhausted hourly quota): the message names the reset time.
+    Final for a step: retrying before the reset only spends requests."""
+
+
+class ConfluenceGoneError(ConfluenceError):
+    """410 Gone: Confluence removed the endpoint (deprecated v1, CHANGE-864); only an upgrade helps."""

@@ -192,6 +192,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "space_permission_requests": permission_requests,
                 "api_calls": api.stats.attempts,
                 "api_retries": api.stats.retries,
+                **api.stats.rate_limit_metadata(),  # requests, 429s, seconds waited, lowest Remaining
                 "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
                 "changed_pages": dg.MetadataValue.md(changes_table(summary.changes)),
                 "reconciliation": dg.MetadataValue.json(reconciled.as_metadata() if reconciled else "not this sync"),
@@ -258,6 +259,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 convert=convert_page,
                 conversion_error=ConversionError,
                 progress=step.progress("pages converted"),
+                batch_size=loaded.confluence.sync_batch_size,
             )
             shown = {"restriction_unknown_page_ids": dg.MetadataValue.json(summary.restrictions_unknown[:200])}
             return step.finish(summary, shown)
@@ -286,6 +288,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 chunker=_chunker,
                 settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, config.max_tokens),
                 progress=step.progress("pages chunked"),
+                batch_size=loaded.confluence.sync_batch_size,
             )
             return step.finish(summary)
 

@@ -22,8 +22,10 @@ from confluence_assets.confluence.errors import (
     ConfluenceAuthError,
     ConfluenceConfigError,
     ConfluenceError,
+    ConfluenceGoneError,
     ConfluenceNotFoundError,
     ConfluencePermissionError,
+    ConfluenceRateLimitError,
     ConfluenceRequestError,
 )
 from confluence_assets.confluence.keys import InvalidSpaceKeyError, partition_key_to_space_key, source_id_for
@@ -42,8 +44,10 @@ STEP_MAX_RETRIES = 2
 FINAL_ERRORS = (
     ConfluenceAuthError,
     ConfluenceConfigError,
+    ConfluenceGoneError,
     ConfluencePermissionError,
     ConfluenceNotFoundError,
+    ConfluenceRateLimitError,
     ConfluenceRequestError,
     EmbeddingAuthError,
     EmbeddingConfigError,

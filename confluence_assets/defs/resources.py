@@ -20,6 +20,7 @@ from confluence_assets.confluence.cql import site_zone
 from confluence_assets.confluence.errors import ConfluenceConfigError
 from confluence_assets.db import migrations
 from confluence_assets.db.connection import connect, resolve_database
+from confluence_assets.db.request_budget import SiteRequestBudget
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import (
@@ -47,6 +48,19 @@ class ConfluenceResource(dg.ConfigurableResource):
     backoff_seconds: float = Field(default=0.5, description="First retry delay; doubles each retry")
     backoff_max_seconds: float = Field(default=30.0, description="Cap of the exponential backoff")
     retry_after_cap_seconds: float = Field(default=120.0, description="Cap on a server's Retry-After")
+    rate_limit_max_wait_seconds: float = Field(
+        default=120.0, description="A 429 asking to wait longer (an exhausted hourly quota) fails the step at once"
+    )
+    max_concurrent_requests: int | None = Field(
+        default=None, description="Requests in flight to the site at once, per process; unset: no bound"
+    )
+    requests_per_second: float = Field(
+        default=0.0,
+        description="The site's requests/s ceiling, shared by all runs and sensors via the database; 0: none",
+    )
+    budget_database_url: str | None = Field(
+        default=None, description="Where the shared request budget lives (DATABASE_URL; unset: the embedded server)"
+    )
     page_size: int = Field(default=50, description="Results per search request (Confluence caps it at 50 with body)")
     overlap_minutes: int = Field(default=10, description="How far before the watermark each sync looks again")
     rendered_macros: list[str] = Field(
@@ -69,6 +83,7 @@ class ConfluenceResource(dg.ConfigurableResource):
                 backoff_seconds=self.backoff_seconds,
                 backoff_max_seconds=self.backoff_max_seconds,
                 retry_after_cap_seconds=self.retry_after_cap_seconds,
+                rate_limit_max_wait_seconds=self.rate_limit_max_wait_seconds,
             ),
         )
 
@@ -84,6 +99,7 @@ class ConfluenceResource(dg.ConfigurableResource):
                 backoff_max_seconds=min(self.backoff_max_seconds, PROBE_RETRY.backoff_max_seconds),
                 jitter_seconds=PROBE_RETRY.jitter_seconds,
                 retry_after_cap_seconds=min(self.retry_after_cap_seconds, PROBE_RETRY.retry_after_cap_seconds),
+                rate_limit_max_wait_seconds=self.rate_limit_max_wait_seconds,
             ),
         )
 
@@ -98,7 +114,15 @@ class ConfluenceResource(dg.ConfigurableResource):
             timeout_seconds=timeout_seconds,
             retry=retry,
             page_size=self.page_size,
+            max_concurrent_requests=self.max_concurrent_requests,
+            request_gate=self._request_gate(),
         )
+
+    def _request_gate(self) -> SiteRequestBudget | None:
+        if self.requests_per_second <= 0:
+            return None
+        url = resolve_database(self.budget_database_url).url
+        return SiteRequestBudget(url, self.url, self.requests_per_second)
 
     def zone(self) -> ZoneInfo | None:
         return site_zone(self.site_timezone)
@@ -206,6 +230,13 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             site_timezone=_env_var(loaded, settings.CONFLUENCE_SITE_TIMEZONE),
             rendered_macros=list(loaded.confluence.rendered_macros),
             content_types=list(loaded.confluence.content_types),
+            timeout_seconds=loaded.confluence.api_timeout_seconds,
+            max_retries=loaded.confluence.retry_attempts,
+            page_size=loaded.confluence.max_pages_per_request,
+            max_concurrent_requests=loaded.confluence.max_concurrent_requests,
+            rate_limit_max_wait_seconds=loaded.confluence.rate_limit_max_wait_seconds,
+            requests_per_second=loaded.confluence.requests_per_second,
+            budget_database_url=_env_var(loaded, settings.DATABASE_URL),
         ),
         "database": PostgresResource(database_url=_env_var(loaded, settings.DATABASE_URL)),
         "embeddings": EmbeddingsResource(

@@ -16,6 +16,7 @@ import binascii
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from confluence_assets.sandbox.httpbase import App, Request, Response, ServerBas
 from confluence_assets.sandbox.nodes import NodeRoutes
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
 from confluence_assets.sandbox.permissions import PermissionRoutes
+from confluence_assets.sandbox.ratelimits import BURST_REASON, RateLimit, Verdict, too_many_requests_body
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
 from confluence_assets.sandbox.site import Attachment, Page, Site, SiteError, User
 
@@ -35,6 +37,13 @@ BASIC_AUTH_FAILURE = (
     "Basic authentication with passwords is deprecated.  For more information, see: "
     "https://developer.atlassian.com/cloud/confluence/deprecation-notice-basic-auth/"
 )
+
+
+# v1 endpoints Atlassian deprecated for their v2 equivalents (CHANGE-864) that the sync calls; GET only.
+DEPRECATED_V1 = {"/rest/api/space": "/api/v2/spaces", "/rest/api/content/{id}": "/api/v2/pages/{id}"}
+DEPRECATION_LINK = "https://developer.atlassian.com/cloud/confluence/changelog/#CHANGE-864"
+DEPRECATED_SINCE = "@1677628800"  # RFC 9745 form: 2023-03-01, when CHANGE-864's deprecation period began
+GONE_MESSAGE = "This deprecated endpoint has been removed"
 
 
 @dataclass(frozen=True)
@@ -91,10 +100,11 @@ def _storage_value(data: dict) -> str:
 
 
 class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoutes, App):
-    def __init__(self, site: Site, context_path: str, limits: Limits) -> None:
+    def __init__(self, site: Site, context_path: str, limits: Limits, *, v1_removed: bool = False) -> None:
         self.site = site
         self.context = context_path
         self.limits = limits
+        self.v1_removed = v1_removed  # the deprecated v1 endpoints answer 410 Gone (OAuth/gateway in 2026)
         self.base_url = ""  # set when the server has its port
         self._cache: dict[tuple, tuple[list, list]] = {}
         v1, v2 = "/rest/api", "/api/v2"
@@ -155,6 +165,21 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         template, _, _ = self._match(request)
         return f"{request.method} {self.context}{template}" if template else f"{request.method} {request.path}"
 
+    def response_headers(self, request: Request, endpoint: str) -> dict[str, str]:
+        # Atlassian support asks for the atl-traceid of a failing request; every response carries one.
+        headers = {"atl-traceid": uuid.uuid4().hex[:16]}
+        if self._deprecated(request):
+            headers["Deprecation"] = DEPRECATED_SINCE
+            headers["Link"] = f'<{DEPRECATION_LINK}>; rel="deprecation"; type="text/html"'
+        return headers
+
+    def _deprecated(self, request: Request) -> bool:
+        template, _, _ = self._match(request)
+        return request.method == "GET" and template in DEPRECATED_V1
+
+    def rate_limited_response(self, request: Request, verdict: Verdict) -> Response:
+        return Response.json(429, too_many_requests_body(verdict.reason or BURST_REASON))
+
     def handle(self, request: Request) -> Response:
         if (media := self.media_response(request)) is not None:  # attachment bytes (sandbox/attachments.py)
             return media
@@ -164,6 +189,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
             if "/rest/api/" in request.path or is_v2:
                 return self._error(request, 404, "null for uri: " + request.path)
             return Response(404, b"<html><body>Page not found</body></html>", "text/html;charset=UTF-8")
+        if self.v1_removed and self._deprecated(request):
+            return self._error(request, 410, GONE_MESSAGE)
         user = self._authenticate(request)
         if user is None:
             if request.headers.get("Authorization", "").lower().startswith("basic "):
@@ -233,9 +260,12 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
                 {
                     "X-RateLimit-Limit": "100",
                     "X-RateLimit-Remaining": "0",
-                    "RateLimit-Reason": "confluence-quota-global-based",
+                    "X-RateLimit-NearLimit": "true",
+                    "RateLimit-Reason": decision.reason or BURST_REASON,
                 }
             )
+            if decision.body is None:
+                return Response.json(429, too_many_requests_body(decision.reason or BURST_REASON), headers)
         if decision.body is not None:
             return Response(status, decision.body.encode(), "text/plain;charset=UTF-8", headers)
         if status in (502, 503, 504):  # these come from the proxy in front of Confluence: HTML, not JSON
@@ -645,12 +675,18 @@ class ConfluenceServer(ServerBase):
         context_path: str = "/wiki",
         limits: Limits | None = None,
         user: User | None = None,
+        rate_limit: RateLimit | None = None,
+        v1_removed: bool = False,
     ) -> None:
+        """``rate_limit``: a token bucket and its headers on every response (sandbox/ratelimits.py; None:
+        no rate limit); ``v1_removed``: the deprecated v1 endpoints (DEPRECATED_V1) answer 410 Gone."""
         context_path = "/" + context_path.strip("/") if context_path.strip("/") else ""
         self.site = site
         self.context_path = context_path
         self.user = user or site.default_user
-        super().__init__(ConfluenceApp(site, context_path, limits or Limits()), host=host, port=port)
+        app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed)
+        super().__init__(app, host=host, port=port)
+        self.set_rate_limit(rate_limit)
 
     def start(self) -> ConfluenceServer:
         super().start()

@@ -21,6 +21,7 @@ from confluence_assets.sandbox.confluence_server import ConfluenceServer
 from confluence_assets.sandbox.corpus import generate_corpus
 from confluence_assets.sandbox.embeddings_server import EmbeddingsServer
 from confluence_assets.sandbox.faults import parse_rules
+from confluence_assets.sandbox.ratelimits import CLOUD, DATA_CENTER, parse_rate_limit
 from confluence_assets.sandbox.samples import default_samples_dir, load_samples
 from confluence_assets.sandbox.site import Site
 
@@ -37,7 +38,16 @@ def serve(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> in
             spaces.append(args.samples_space)
         else:
             out(f"note: no samples at {path}; serving the generated corpus only")
-    conf = ConfluenceServer(site, host=args.host, port=args.confluence_port, context_path=args.context_path)
+    # A Data Center-style root ("") gets Data Center's token-bucket headers unless the spec names a style.
+    style = DATA_CENTER if not args.context_path.strip("/") else CLOUD
+    conf = ConfluenceServer(
+        site,
+        host=args.host,
+        port=args.confluence_port,
+        context_path=args.context_path,
+        rate_limit=parse_rate_limit(getattr(args, "rate_limit", "") or "", style=style),
+        v1_removed=bool(getattr(args, "v1_removed", False)),
+    )
     emb = EmbeddingsServer(host=args.host, port=args.embeddings_port)
     for rule in parse_rules(args.faults):
         conf.faults.add(**rule)
@@ -60,7 +70,9 @@ def serve(args: argparse.Namespace, *, out: Callable[[str], None] = print) -> in
             f"Embeddings sandbox  {emb.url}  (a lexical stand-in: feature hashing of words and character trigrams,"
             " not a semantic model)",
             f"Ready in {time.perf_counter() - began:.2f} s. Faults: {len(conf.faults)} Confluence rule(s), "
-            f"{len(emb.faults)} embeddings rule(s).",
+            f"{len(emb.faults)} embeddings rule(s)."
+            + (f" Rate limit: {conf.bucket.limit}." if conf.bucket else "")
+            + (" Deprecated v1 endpoints answer 410 Gone." if conf.app.v1_removed else ""),
             "",
             "# for the pipeline (paste into your shell):",
             f"export {settings.CONFLUENCE_URL}={shlex.quote(conf.url)}",

@@ -15,7 +15,8 @@ several separated by ``;`` (see :func:`parse_rules`).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -34,6 +35,7 @@ class Fault:
     times: int | None = 1
     every: int = 1
     body: str | None = None  # replaces the server's error body for ``status``
+    reason: str | None = None  # a 429's RateLimit-Reason (default: a burst limit)
     seen: int = field(default=0, init=False)  # matching requests so far
     applied: int = field(default=0, init=False)  # how often the rule acted
 
@@ -77,6 +79,7 @@ class Decision:
     reset: bool = False
     empty_page: bool = False
     body: str | None = None
+    reason: str | None = None
     rules: list[Fault] = field(default_factory=list)
 
 
@@ -125,6 +128,7 @@ class FaultRules:
                         decision.reset = True
                     elif rule.status is not None:
                         decision.status, decision.retry_after, decision.body = rule.status, rule.retry_after, rule.body
+                        decision.reason = rule.reason
                 decision.empty_page = decision.empty_page or rule.empty_page
             return decision
 
@@ -141,9 +145,16 @@ class Stats:
         self._answering: dict[int, str] = {}  # request number -> "METHOD path (client port)"
         self._numbered = 0
         self.peak_requests: list[str] = []  # what was being answered when max_in_flight was reached
+        self.rate_limited = 0  # requests the token bucket refused (429), faults' 429s not included
+        self.started: deque[float] = deque(maxlen=100_000)  # monotonic arrival of the latest requests
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
 
     def record(self, endpoint: str, path: str) -> None:
         with self._lock:
+            self.started.append(time.monotonic())
             self.by_endpoint[endpoint] += 1
             self.by_path[endpoint.split(" ")[0] + " " + path] += 1
 
@@ -175,6 +186,17 @@ class Stats:
                 return self.by_path[pattern]
             return sum(n for e, n in self.by_endpoint.items() if fnmatchcase(e, pattern))
 
+    def busiest_second(self) -> int:
+        """The most requests that arrived within any one second (a sliding window over the latest 100,000)."""
+        with self._lock:
+            times = sorted(self.started)
+        most, first = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
     @property
     def total(self) -> int:
         return self.count("*")
@@ -189,6 +211,8 @@ class Stats:
             self.by_path.clear()
             self.max_in_flight = self.in_flight
             self.peak_requests = list(self._answering.values())
+            self.rate_limited = 0
+            self.started.clear()
 
 
 _FLAG_KEYS = {"reset", "empty_page"}
@@ -213,7 +237,7 @@ def parse_rules(spec: str) -> list[dict]:
                 options[key] = int(value)
             elif key in _FLOAT_KEYS:
                 options[key] = float(value)
-            elif key == "endpoint":
+            elif key in ("endpoint", "reason"):
                 options[key] = value
             else:
                 raise ValueError(f"unknown fault option {key!r} in {chunk!r}")

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from confluence_assets.sandbox.faults import Decision, FaultRules, Stats
+from confluence_assets.sandbox.ratelimits import RateLimit, TokenBucket, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,14 @@ class App:
     def fault_response(self, request: Request, decision: Decision) -> Response:
         raise NotImplementedError
 
+    def rate_limited_response(self, request: Request, verdict: Verdict) -> Response:
+        """The 429 of a request the server's token bucket refused (its headers are added after)."""
+        return Response(429, b"Too Many Requests", "text/plain;charset=UTF-8")
+
+    def response_headers(self, request: Request, endpoint: str) -> dict[str, str]:
+        """Headers every response to ``request`` carries (trace ids, deprecation notices)."""
+        return {}
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers and the clients' pools expect
@@ -92,8 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s " + format, self.address_string(), *args)
 
-    def _serve(self) -> Response | None:
-        """The response to this request (None when the connection was reset instead)."""
+    def _serve(self) -> tuple[Response, dict[str, str]] | None:
+        """The response to this request and the headers every response gets (None when the connection was
+        reset instead)."""
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -109,6 +119,13 @@ class _Handler(BaseHTTPRequestHandler):
         app = owner.app
         endpoint = app.endpoint(request)
         owner.stats.record(endpoint, request.path)
+        extra = app.response_headers(request, endpoint)
+        verdict = owner.bucket.take() if owner.bucket is not None else None
+        if verdict is not None:
+            extra.update(verdict.headers)
+            if not verdict.allowed:
+                owner.stats.record_rate_limited()
+                return app.rate_limited_response(request, verdict), extra
         decision = owner.faults.decide(endpoint, request.path, request.query)
         if decision is not None:
             if decision.delay:
@@ -117,14 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
                 return None
             if decision.status is not None:
-                return app.fault_response(request, decision)
+                return app.fault_response(request, decision), extra
             request.empty_page = decision.empty_page
         try:
             response = app.handle(request)
         except Exception:  # a sandbox bug must look like a server error, not a hung client
             log.exception("sandbox error on %s %s", request.method, request.target)
             response = app.fault_response(request, Decision(status=500))
-        return response
+        return response, extra
 
     def _serve_counted(self) -> None:
         # A request stops counting as in flight before its response is written: once the client has the
@@ -133,20 +150,23 @@ class _Handler(BaseHTTPRequestHandler):
         stats = self.server.owner.stats
         number = stats.begin(f"{self.command} {self.path.split('?')[0]} (client port {self.client_address[1]})")
         try:
-            response = self._serve()
+            answer = self._serve()
         finally:
             stats.end(number)
-        if response is not None:
-            self._write(response)
+        if answer is not None:
+            self._write(*answer)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve_counted  # noqa: N815 - http.server's naming
 
-    def _write(self, response: Response) -> None:
+    def _write(self, response: Response, extra: dict[str, str] | None = None) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         streamed = response.chunks is not None
         self.send_header("Content-Length", str(response.length if streamed else len(response.body)))
-        for name, value in response.headers.items():
+        own = {name.lower() for name in response.headers}
+        # The response's own headers win (a forced 429 says Remaining 0 whatever the bucket holds).
+        headers = {**{k: v for k, v in (extra or {}).items() if k.lower() not in own}, **response.headers}
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -215,8 +235,14 @@ class ServerBase:
         self.requested_port = port
         self.faults = FaultRules()
         self.stats = Stats()
+        self.bucket: TokenBucket | None = None  # set_rate_limit: off by default
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def set_rate_limit(self, limit: RateLimit | None) -> TokenBucket | None:
+        """Answer with rate-limit headers from a token bucket of ``limit`` (None: no rate limit, the default)."""
+        self.bucket = TokenBucket(limit) if limit is not None else None
+        return self.bucket
 
     @property
     def port(self) -> int:

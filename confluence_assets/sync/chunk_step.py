@@ -58,12 +58,13 @@ def chunk_staged(
     chunker: Callable[..., list],
     settings: ChunkSettings | None = None,
     progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH,
 ) -> ChunkSummary:
-    """Chunk every converted page waiting for it; ``conn`` must be in autocommit mode."""
+    """Chunk every converted page waiting for it, ``batch_size`` pages a transaction; ``conn`` in autocommit."""
     settings = settings or ChunkSettings()
     source_id = source_id_for(space_key)
     summary = ChunkSummary()
-    for rows in staging.to_chunk(conn, source_id, BATCH):
+    for rows in staging.to_chunk(conn, source_id, batch_size):
         kinds = _content_types(conn, [r[0] for r in rows])
         extras = stored_extras(conn, [r[0] for r in rows])  # comments and attachment texts (page_attachments)
         with conn.transaction(), conn.cursor() as cur:

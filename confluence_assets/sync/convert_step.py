@@ -121,8 +121,9 @@ def convert_staged(
     convert: Callable[..., object],
     conversion_error: type[Exception],
     progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH,
 ) -> ConvertSummary:
-    """Convert every staged page waiting for it; ``conn`` must be in autocommit mode."""
+    """Convert every staged page waiting for it, ``batch_size`` pages a transaction; ``conn`` in autocommit."""
     source_id = source_id_for(space_key)
     titles = _title_index(conn, source_id, space_key)
     users: dict[str, str] | None = None  # read once there is something to convert
@@ -135,7 +136,7 @@ def convert_staged(
             summary.links_resolved += 1
         return found
 
-    for rows in staging.to_convert(conn, source_id, BATCH):
+    for rows in staging.to_convert(conn, source_id, batch_size):
         if users is None:
             users = known_users(conn, source_id)
         done, failed = [], []
