@@ -106,7 +106,7 @@ def test_rerunning_without_changes_is_a_noop(migrated_db_url, instance, site):
 RERUN_REQUESTS = {
     "confluence_spaces": 1,
     "changed_pages": 1,
-    "page_reconciliation": 4,
+    "page_reconciliation": 5,  # the page listings, then one listing of the comments and attachments
     "page_metadata": 0,
     "page_attachments": 0,
     "page_chunks": 0,
