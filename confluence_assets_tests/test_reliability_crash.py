@@ -76,7 +76,6 @@ def test_the_reader_would_see_a_page_without_chunks_or_a_half_swapped_one(migrat
 
 REPRESENTATIVE = [
     Scenario("initial", "stage_batch:1"),  # mid-pagination: 100 of 120 pages staged
-    Scenario("initial", "convert_batch:1"),  # confluence_pages written, nothing chunked yet
     Scenario("initial", "chunk_batch:1"),  # between page_metadata and chunk_embeddings: chunks staged only
     Scenario("update", "swap_inside:15"),  # inside a swap that replaces live chunks
     Scenario("update", "complete:1"),  # every page swapped, the watermark not yet moved

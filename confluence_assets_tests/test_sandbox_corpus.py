@@ -40,7 +40,9 @@ def test_five_spaces_of_two_thousand_pages_build_in_seconds():
     info = generate_corpus(site, seed=7, spaces=5, pages_per_space=2000)
     elapsed = time.perf_counter() - began
     print(f"5 x 2,000 pages: {elapsed:.2f} s, {info.total_bytes / 1e6:.1f} MB of storage XHTML")
-    assert elapsed < 5  # ~1.2 s on the 2-core machine; generous for a loaded CI runner
+    # ~2.5 s on the 2-core machine since each page's attachments are real small files about it (about
+    # 5,000 PDFs, workbooks, CSVs and notes); generous for a loaded CI runner
+    assert elapsed < 10
     assert info.total_pages == 10_000 and len(site.pages) == 10_000
     assert len(info.large_page_ids) == 5 and len(info.empty_page_ids) == 20
     assert all(len(site.pages[i].body.encode()) >= 1_048_576 for i in info.large_page_ids)

@@ -249,7 +249,7 @@ def generate_corpus(
                 p["id"] = page.id
                 for name in p["attachments"]:
                     size = rng.randint(1_000, 5_000_000)  # drawn for every file: the corpus stays the same
-                    data = corpus_file(name)
+                    data = corpus_file(name, f"{p['title']}: {p['codename']} {' '.join(p['topic'])}")
                     site.add_attachment(page.id, name, data=data, file_size=size, author=p["author"], when=p["created"])
                 ids.append(page.id)
                 codenames[page.id] = p["codename"]
