@@ -152,6 +152,12 @@ class Extractor:
             self._spawn()
 
     def close(self) -> None:
+        for worker in self._workers:  # idle ones all told first: they exit side by side, not one by one
+            if worker.job is None:
+                try:
+                    worker.process.stdin.close()
+                except OSError:
+                    pass
         for worker in self._workers:
             self._retire(worker, kill=worker.job is not None)
         self._workers = []
