@@ -21,7 +21,6 @@ with the page.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +36,6 @@ from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.content.comments import PageComment, comment_from_v1
 from confluence_assets.extract import EXTRACTED, EXTRACTOR_VERSION, FAILED, SKIPPED, Extractor, Limits
 from confluence_assets.sync import crashpoints, staging
-
-log = logging.getLogger(__name__)
 
 BATCH = 50  # pages per comment search (ids in one `container in (...)`)
 NOT_DOWNLOADED = ("image/", "audio/", "video/")  # never extracted: listed with their metadata only
@@ -299,8 +296,8 @@ def _failed(
     retry: bool = False,
     downloaded_at: datetime | None = None,
 ) -> tuple:
+    # Logged once, by the asset (Dagster's logger), from summary.failed.
     summary.failed.append(AttachmentFailure(page_id, att.attachment_id, att.file_name, reason))
-    log.warning("page %s: attachment %s (%s) failed: %s", page_id, att.attachment_id, att.file_name, reason)
     return _row(source_id, page_id, att, FAILED, reason, downloaded_at=downloaded_at, extractor="" if retry else None)
 
 

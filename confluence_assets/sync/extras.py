@@ -51,16 +51,13 @@ def stored_children(conn: psycopg.Connection, source_id: str, types: Sequence[st
     """{comment / attachment id: (its page's id, the version stored)} of the space's live pages, for the
     ``types`` followed: what reconciliation compares with Confluence's listing to find deletions."""
     rows = conn.execute(
-        """SELECT comment_id, page_id, version FROM confluence_comments WHERE %(comments)s AND source_id = %(source)s
-           UNION ALL
-           SELECT attachment_id, page_id, version FROM confluence_attachments
-            WHERE %(attachments)s AND source_id = %(source)s""",
+        """SELECT c.child_id, c.page_id, c.version
+           FROM (SELECT comment_id AS child_id, page_id, version FROM confluence_comments
+                  WHERE %(comments)s AND source_id = %(source)s
+                 UNION ALL
+                 SELECT attachment_id, page_id, version FROM confluence_attachments
+                  WHERE %(attachments)s AND source_id = %(source)s) c
+           JOIN confluence_pages p ON p.page_id = c.page_id AND NOT p.is_deleted""",
         {"source": source_id, "comments": "comment" in types, "attachments": "attachment" in types},
-    ).fetchall()
-    live = {
-        pid
-        for (pid,) in conn.execute(
-            "SELECT page_id FROM confluence_pages WHERE source_id = %s AND NOT is_deleted", (source_id,)
-        )
-    }
-    return {child: (page, version) for child, page, version in rows if page in live}
+    )
+    return {child: (page, version) for child, page, version in rows}
