@@ -73,6 +73,14 @@ def test_definitions_load_with_the_asset_graph_in_order(defs):
         assert graph.get_check_spec(key).description, key
 
 
+def test_runs_execute_their_steps_in_the_run_worker(defs):
+    # A step per subprocess cost 3-4 s of imports each before any work; the chain gains nothing from it.
+    for job in defs.resolve_all_job_defs():  # the sync jobs and the implicit job behind "Materialize"
+        assert job.executor_def.name == "in_process", job.name
+    retries = dg.in_process_executor.config_schema.config_type.fields["retries"].default_value
+    assert retries == {"enabled": {}}  # step RetryPolicy is honoured in process
+
+
 def test_secrets_are_wired_as_env_vars_not_values(defs):
     confluence = defs.resources["confluence"]
     embeddings = defs.resources["embeddings"]

@@ -47,3 +47,15 @@ confluence_permissions_job = dg.define_asset_job(
         "(site-wide group membership, a run of its own)."
     ),
 )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # Every run executes its steps in the run worker's own process. The sync steps form one chain, so the
+    # multiprocess default bought no parallelism, only a new Python process per step (3-4 s of imports
+    # each, before any work: most of a one-page edit's time to search). Retries, pools and the run
+    # queue work the same in process; a killed run worker is retried as a whole run (dagster.yaml), and
+    # every step continues from durable staging. Attachment text is still extracted in worker processes.
+    # A module with a definitions function contributes only what that function returns.
+    jobs = [confluence_spaces_job, confluence_sync_job, confluence_reconciliation_job, confluence_permissions_job]
+    return dg.Definitions(jobs=jobs, executor=dg.in_process_executor)
