@@ -22,7 +22,7 @@ with the page.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,14 +128,15 @@ def sync_attachments(
                 page_ids = [r[0] for r in rows]
                 summary.pages += len(page_ids)
                 if options.attachments:
+
+                    def extractor_for_batch() -> Extractor:
+                        nonlocal extractor
+                        if extractor is None:  # started by the first file to extract, kept for the step
+                            extractor = Extractor(limits)
+                        return extractor
+
                     listings = _listings(conn, source_id, page_ids)
-                    for page_id in page_ids:
-                        if page_id in listings:
-                            if extractor is None and _needs_download(conn, listings[page_id]):
-                                extractor = Extractor(limits)
-                            _sync_page(
-                                api, conn, source_id, page_id, listings[page_id], extractor, options, Path(tmp), summary
-                            )
+                    _sync_batch(api, conn, source_id, listings, extractor_for_batch, options, Path(tmp), summary)
                 else:
                     conn.execute("DELETE FROM confluence_attachments WHERE page_id = ANY(%s)", (page_ids,))
                 if options.comments:
@@ -180,110 +181,110 @@ def _listings(conn: psycopg.Connection, source_id: str, page_ids: list[str]) -> 
     return found
 
 
-def _stored(conn: psycopg.Connection, page_id: str) -> dict[str, tuple[int, str]]:
-    """{attachment id: (version, extractor_version)} stored for the page."""
-    return {
-        aid: (version, extractor)
-        for aid, version, extractor in conn.execute(
-            "SELECT attachment_id, version, extractor_version FROM confluence_attachments WHERE page_id = %s",
-            (page_id,),
-        )
-    }
+def _stored(conn: psycopg.Connection, page_ids: list[str]) -> dict[str, dict[str, tuple[int, str]]]:
+    """{page id: {attachment id: (version, extractor_version)}} stored for the pages."""
+    stored: dict[str, dict[str, tuple[int, str]]] = {}
+    for page_id, aid, version, extractor in conn.execute(
+        """SELECT page_id, attachment_id, version, extractor_version FROM confluence_attachments
+           WHERE page_id = ANY(%s)""",
+        (page_ids,),
+    ):
+        stored.setdefault(page_id, {})[aid] = (version, extractor)
+    return stored
 
 
 def _unchanged(att: Listed, stored: dict[str, tuple[int, str]]) -> bool:
     return stored.get(att.attachment_id) == (att.version, EXTRACTOR_VERSION)
 
 
-def _needs_download(conn: psycopg.Connection, listed: list[Listed]) -> bool:
-    ids = [a.attachment_id for a in listed]
-    if not ids:
-        return False
-    stored = {
-        aid: (v, e)
-        for aid, v, e in conn.execute(
-            """SELECT attachment_id, version, extractor_version FROM confluence_attachments
-               WHERE attachment_id = ANY(%s)""",
-            (ids,),
-        )
-    }
-    return any(not _unchanged(a, stored) and not a.media_type.startswith(NOT_DOWNLOADED) for a in listed)
-
-
-def _sync_page(
+def _sync_batch(
     api: ConfluenceAPI,
     conn: psycopg.Connection,
     source_id: str,
-    page_id: str,
-    listed: list[Listed],
-    extractor: Extractor | None,
+    listings: dict[str, list[Listed]],
+    extractor_for_batch: Callable[[], Extractor],
     options: AttachmentOptions,
     tmp: Path,
     summary: AttachmentSummary,
 ) -> None:
-    stored = _stored(conn, page_id)
-    rows: list[tuple] = []
-    fetched: list[tuple[Listed, Path, datetime]] = []
-    summary.listed += len(listed)
-    for att in listed:
-        if _unchanged(att, stored):
-            summary.unchanged += 1
-            continue
-        if att.media_type.startswith(NOT_DOWNLOADED):
-            summary.skipped += 1
-            rows.append(_row(source_id, page_id, att, SKIPPED, "images, audio and video are not extracted"))
-            continue
-        if att.file_size is not None and att.file_size > options.max_bytes:
-            reason = f"too large: {att.file_size / MB:,.1f} MB (limit {options.max_bytes / MB:,.0f} MB)"
-            rows.append(_failed(summary, source_id, page_id, att, reason))
-            continue
-        dest = tmp / f"{att.attachment_id}-{att.version}"
-        before = api.stats.attempts
-        try:
-            got = download_attachment(
-                api,
-                page_id,
-                att.attachment_id,
-                dest,
-                version=att.version or None,
-                max_bytes=options.max_bytes,
-                timeout_seconds=options.timeout_seconds,
-            )
-        except DownloadError as exc:
-            # A transient failure is stored without an extractor version: the page's next sync tries again.
-            rows.append(_failed(summary, source_id, page_id, att, exc.reason, retry=exc.transient))
-            dest.unlink(missing_ok=True)
-            continue
-        finally:
-            summary.download_requests += api.stats.attempts - before
-        summary.downloaded += 1
-        summary.bytes_downloaded += got.size
-        fetched.append((att, got.path, datetime.now(UTC)))
-    if fetched and extractor is not None:
-        items = [(str(path), att.file_name, att.media_type or None) for att, path, _ in fetched]
-        for (att, path, when), result in zip(fetched, extractor.extract_many(items), strict=True):
+    """The attachments of a batch of pages: what changed is downloaded and extracted as one stream (the
+    next file downloads while the workers extract the previous ones, every worker busy however few files
+    each page has), then each page's rows are written in a transaction of its own."""
+    stored = _stored(conn, list(listings))
+    rows: dict[str, list[tuple]] = {page_id: [] for page_id in listings}
+    wanted: list[tuple[str, Listed]] = []
+    for page_id, listed in listings.items():
+        summary.listed += len(listed)
+        for att in listed:
+            if _unchanged(att, stored.get(page_id, {})):
+                summary.unchanged += 1
+            elif att.media_type.startswith(NOT_DOWNLOADED):
+                summary.skipped += 1
+                reason = "images, audio and video are not extracted"
+                rows[page_id].append(_row(source_id, page_id, att, SKIPPED, reason))
+            elif att.file_size is not None and att.file_size > options.max_bytes:
+                reason = f"too large: {att.file_size / MB:,.1f} MB (limit {options.max_bytes / MB:,.0f} MB)"
+                rows[page_id].append(_failed(summary, source_id, page_id, att, reason))
+            else:
+                wanted.append((page_id, att))
+
+    fetched: list[tuple[str, Listed, Path, datetime]] = []  # in the order the extractor answers
+
+    def downloaded() -> Iterator[tuple[str, str, str | None]]:
+        for page_id, att in wanted:
+            dest = tmp / f"{att.attachment_id}-{att.version}"
+            before = api.stats.attempts
+            try:
+                got = download_attachment(
+                    api,
+                    page_id,
+                    att.attachment_id,
+                    dest,
+                    version=att.version or None,
+                    max_bytes=options.max_bytes,
+                    timeout_seconds=options.timeout_seconds,
+                )
+            except DownloadError as exc:
+                # A transient failure is stored without an extractor version: the page's next sync tries again.
+                rows[page_id].append(_failed(summary, source_id, page_id, att, exc.reason, retry=exc.transient))
+                dest.unlink(missing_ok=True)
+                continue
+            finally:
+                summary.download_requests += api.stats.attempts - before
+            summary.downloaded += 1
+            summary.bytes_downloaded += got.size
+            fetched.append((page_id, att, got.path, datetime.now(UTC)))
+            yield (str(got.path), att.file_name, att.media_type or None)
+
+    if wanted:
+        for index, result in enumerate(extractor_for_batch().extract_many(downloaded())):
+            page_id, att, path, when = fetched[index]
+            path.unlink(missing_ok=True)
             summary.extraction_seconds += result.seconds
             figures = summary.by_type.setdefault(Path(att.file_name).suffix.lower().lstrip(".") or "-", [0, 0, 0.0, 0])
             figures[0] += 1
             figures[1] += result.units
             figures[2] += result.seconds
             figures[3] += att.file_size or 0
-            path.unlink(missing_ok=True)
             if result.status == FAILED:
-                rows.append(_failed(summary, source_id, page_id, att, result.reason, downloaded_at=when))
+                rows[page_id].append(_failed(summary, source_id, page_id, att, result.reason, downloaded_at=when))
                 continue
             if result.status == SKIPPED:
                 summary.skipped += 1
             text = clean_text(result.text) if result.status == EXTRACTED else ""
-            rows.append(_row(source_id, page_id, att, result.status, result.reason, text, result.units, when))
-    gone = [aid for aid in stored if aid not in {a.attachment_id for a in listed}]
-    with conn.transaction():
-        if gone:
-            conn.execute("DELETE FROM confluence_attachments WHERE attachment_id = ANY(%s)", (gone,))
-        if rows:
-            with conn.cursor() as cur:
-                cur.executemany(_UPSERT, rows)
-    summary.removed += len(gone)
+            rows[page_id].append(_row(source_id, page_id, att, result.status, result.reason, text, result.units, when))
+
+    for page_id, listed in listings.items():
+        gone = [aid for aid in stored.get(page_id, {}) if aid not in {a.attachment_id for a in listed}]
+        if not gone and not rows[page_id]:
+            continue
+        with conn.transaction():
+            if gone:
+                conn.execute("DELETE FROM confluence_attachments WHERE attachment_id = ANY(%s)", (gone,))
+            if rows[page_id]:
+                with conn.cursor() as cur:
+                    cur.executemany(_UPSERT, rows[page_id])
+        summary.removed += len(gone)
 
 
 def _failed(
