@@ -195,10 +195,11 @@ def main() -> None:
         print("\nextraction per type (workers' own seconds):\n")
         print(meta.get("extraction_by_type", "(no table)"))
         for label in ("no change", "10 pages edited"):
-            seconds, counts, _, meta = runs[label]
+            seconds, counts, steps, meta = runs[label]
             print(
                 f"\n{label}: {seconds:.1f} s, {counts['confluence']} Confluence requests, "
-                f"{counts['downloads']} downloads, {meta.get('attachments_unchanged', 0)} attachments unchanged"
+                f"{counts['downloads']} downloads, {meta.get('attachments_unchanged', 0)} attachments unchanged "
+                f"({', '.join(f'{step} {step_s:.1f} s' for step, step_s in steps.items())})"
             )
         print(
             f"\npeak RSS: pipeline process {own_mb:.0f} MB; largest child process (an extraction worker) "
