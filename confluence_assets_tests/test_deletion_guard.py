@@ -14,9 +14,11 @@ import psycopg
 import pytest
 
 from confluence_assets import settings
+from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.defs.assets import build_assets
 from confluence_assets.defs.checks import MASS_DELETION_CHECK
 from confluence_assets.settings import MassDeletionSettings
+from confluence_assets.sync import sources
 from confluence_assets.sync.deletion_guard import exceeds
 from confluence_assets_tests.pipeline_support import (
     ASSETS,
@@ -103,6 +105,26 @@ def test_losing_access_to_most_of_a_space_deletes_nothing_until_confirmed(migrat
     assert asset_metadata(confirmed, "page_reconciliation")["deleted"] == len(hidden)
     live, deleted, chunked = _stored(migrated_db_url, key)
     assert deleted == hidden and live == live_before - hidden and not chunked & hidden
+
+
+def test_a_sync_that_reconciles_every_time_holds_its_deletions_back_too(migrated_db_url):
+    site = generated_site(48, pages=30)
+    key = only_space(site)
+    with dg.DagsterInstance.ephemeral() as instance, sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        assert sync_space(instance, resources, key).success
+        with psycopg.connect(migrated_db_url, autocommit=True) as conn:
+            sources.set_deletion_strategy(conn, source_id_for(key), sources.EVERY_SYNC)
+        live_before, _, _ = _stored(migrated_db_url, key)
+        hidden = _hide_most_of_the_space(site, key)
+        held = sync_space(instance, resources, key, raise_on_error=False)
+        assert not held.success and not held.asset_materializations_for_node("page_metadata")
+        check = _mass_deletion_check(held)
+        assert not check.passed and check.metadata["would_delete"].value == len(hidden)
+        assert _stored(migrated_db_url, key)[:2] == (live_before, set())
+        confirm = {"ops": {"changed_pages": {"config": {"confirm_mass_deletion": True}}}}
+        assert sync_space(instance, resources, key, run_config=confirm).success
+    assert _stored(migrated_db_url, key)[1] == hidden
 
 
 def test_the_limit_is_a_share_above_a_floor_or_a_number_of_pages():
