@@ -61,8 +61,7 @@ GROUP = "confluence"
 class ChangedPagesConfig(dg.Config):
     full_scan: bool = False  # list the whole space instead of changes since the watermark
     reprocess: bool = False  # treat unchanged pages as updated (after a converter/chunker upgrade)
-    # spaces reconciled with every sync: carry out deletions beyond CONFLUENCE_MASS_DELETION_LIMIT
-    confirm_mass_deletion: bool = False
+    confirm_mass_deletion: bool = False  # every_sync spaces: delete beyond CONFLUENCE_MASS_DELETION_LIMIT
 
 
 class ReconciliationConfig(dg.Config):
@@ -216,15 +215,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "changed_pages": dg.MetadataValue.md(changes_table(summary.changes)),
                 "reconciliation": dg.MetadataValue.json(reconciled.as_metadata() if reconciled else "not this sync"),
             },
-            # The guard's check: deletions held back by this sync's reconciliation (strategy every_sync).
-            check_results=[
-                mass_deletion_result(
-                    "changed_pages",
-                    reconciled.held_back if reconciled else None,
-                    len(reconciled.deleted) if reconciled else None,
-                    config.confirm_mass_deletion,
-                )
-            ],
+            check_results=[mass_deletion_result("changed_pages", reconciled, config.confirm_mass_deletion)],
         )
 
     @space_asset(
@@ -267,11 +258,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "skipped_pages": dg.MetadataValue.md(skipped_table(summary.skipped)),
                 **{f"{kind}_page_ids": dg.MetadataValue.json(ids[:200]) for kind, ids in summary.page_ids().items()},
             },
-            check_results=[
-                mass_deletion_result(
-                    "page_reconciliation", summary.held_back, len(summary.deleted), config.confirm_mass_deletion
-                )
-            ],
+            check_results=[mass_deletion_result("page_reconciliation", summary, config.confirm_mass_deletion)],
         )
 
     # page_permissions stages pages again (withdrawn or moved ones): page_metadata runs after it.

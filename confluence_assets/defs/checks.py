@@ -17,7 +17,7 @@ import psycopg
 
 from confluence_assets.defs.partitions import confluence_spaces_partitions_def
 from confluence_assets.sync import checks
-from confluence_assets.sync.deletion_guard import HeldBackDeletion
+from confluence_assets.sync.reconcile import ReconcileSummary
 from confluence_assets.sync.sources import SyncState
 
 MASS_DELETION_CHECK = "no_mass_deletion_unconfirmed"
@@ -117,11 +117,11 @@ def mass_deletion_check_spec(asset: str) -> dg.AssetCheckSpec:
         )
 
 
-def mass_deletion_result(
-    asset: str, held_back: HeldBackDeletion | None, deleted: int | None, confirmed: bool
-) -> dg.AssetCheckResult:
-    """Failed, with the counts and a sample of the pages, when deletions were held back; ``deleted`` None:
-    the run did not reconcile (a sync of a space whose deletions wait for its weekly reconciliation)."""
+def mass_deletion_result(asset: str, reconciled: ReconcileSummary | None, confirmed: bool) -> dg.AssetCheckResult:
+    """Failed, with the counts and a sample of the pages, when deletions were held back; ``reconciled``
+    None: the run did not reconcile (a sync of a space whose deletions wait for its weekly reconciliation)."""
+    held_back = reconciled.held_back if reconciled else None
+    deleted = len(reconciled.deleted) if reconciled else None
     if held_back is not None:
         return dg.AssetCheckResult(
             check_name=MASS_DELETION_CHECK,
