@@ -60,6 +60,9 @@ CONFLUENCE_EXCLUDE_SPACES = "CONFLUENCE_EXCLUDE_SPACES"
 CONFLUENCE_SPACE_TYPES = "CONFLUENCE_SPACE_TYPES"
 CONFLUENCE_SPACE_STATUSES = "CONFLUENCE_SPACE_STATUSES"
 CONFLUENCE_DELETION_STRATEGY = "CONFLUENCE_DELETION_STRATEGY"
+CONFLUENCE_MASS_DELETION_LIMIT = "CONFLUENCE_MASS_DELETION_LIMIT"  # "20%" of a space's live pages, or a count
+CONFLUENCE_MASS_DELETION_MIN_PAGES = "CONFLUENCE_MASS_DELETION_MIN_PAGES"  # this many or fewer: never held back
+CONFLUENCE_FRESHNESS_MARGIN_SECONDS = "CONFLUENCE_FRESHNESS_MARGIN_SECONDS"  # chunk_embeddings' freshness
 
 CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS"
 CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS"
@@ -183,6 +186,17 @@ class SpaceSelectionSettings:
 
 
 @dataclass(frozen=True)
+class MassDeletionSettings:
+    """When a reconciliation holds its deletions back until a user confirms them (sync/deletion_guard.py):
+    more than ``percent`` of the space's live pages, or (``pages`` set instead) more than that many; a
+    share is never held back at ``min_pages`` deletions or fewer (a small space losing 2 of its 5 pages)."""
+
+    percent: float | None = 20.0
+    pages: int | None = None
+    min_pages: int = 10
+
+
+@dataclass(frozen=True)
 class AutomationSettings:
     change_sensor_interval_seconds: int = 3600
     space_sensor_interval_seconds: int = 3600
@@ -191,6 +205,9 @@ class AutomationSettings:
     permissions_cron: str = "30 2 * * *"  # daily 02:30
     running_by_default: bool = True  # sensors and the schedule start when the code location loads
     step_retry_delay_seconds: float = 30.0
+    # chunk_embeddings is stale (its freshness policy fails) when no space has synced for the change
+    # sensor's interval plus this margin (a run queued behind others, its own duration)
+    freshness_margin_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -224,6 +241,7 @@ class Settings:
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    mass_deletion: MassDeletionSettings = field(default_factory=MassDeletionSettings)
     mcp: McpSettings = field(default_factory=McpSettings)
     # Names of the variables that are set (not their values): what resources wire as EnvVar.
     present: frozenset[str] = frozenset()
@@ -259,6 +277,15 @@ def _sandbox_rate_limit(r: _Reader) -> str:
         r.fail(SANDBOX_RATE_LIMIT, f"{SANDBOX_RATE_LIMIT} must be {example}, got {raw!r}")
         return ""
     return raw
+
+
+def _mass_deletion(r: _Reader) -> MassDeletionSettings:
+    """CONFLUENCE_MASS_DELETION_LIMIT: a share of the space's live pages ("20%") or a number of pages ("500")."""
+    min_pages = int(r.number(CONFLUENCE_MASS_DELETION_MIN_PAGES, 10))
+    limit = r.share_or_count(CONFLUENCE_MASS_DELETION_LIMIT, "a space's live pages")
+    if limit is None:
+        return MassDeletionSettings(min_pages=min_pages)
+    return MassDeletionSettings(percent=limit[0], pages=limit[1], min_pages=min_pages)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -329,6 +356,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             permissions_cron=r.cron(CONFLUENCE_PERMISSIONS_CRON, "30 2 * * *"),
             running_by_default=r.choice(CONFLUENCE_AUTOMATION_DEFAULT, "running", AUTOMATION_DEFAULTS) == "running",
             step_retry_delay_seconds=float(r.number(CONFLUENCE_STEP_RETRY_DELAY_SECONDS, 30.0, kind=float)),
+            freshness_margin_seconds=int(r.number(CONFLUENCE_FRESHNESS_MARGIN_SECONDS, 3600, minimum=60)),
         ),
         sandbox=SandboxSettings(
             host=r.text(SANDBOX_HOST) or "127.0.0.1",
@@ -349,6 +377,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             max_text_chars=int(r.number(CONFLUENCE_ATTACHMENT_MAX_TEXT_CHARS, 300_000, minimum=1000)),
             comments=r.choice(CONFLUENCE_COMMENTS, "on", SWITCHES) == "on",
         ),
+        mass_deletion=_mass_deletion(r),
         mcp=McpSettings(as_user=r.text(CONFLUENCE_MCP_AS_USER), tokens_file=r.path(CONFLUENCE_MCP_TOKENS_FILE)),
         present=frozenset(name for name in _NAMES if env(name, environ)),
     )

@@ -43,6 +43,22 @@ class Reader:
             return default
         return value
 
+    def share_or_count(self, name: str, what: str) -> tuple[float | None, int | None] | None:
+        """``"20%"`` -> (20.0, None), ``"500"`` -> (None, 500); unset or bad: None (a bad value reported)."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        value = raw.strip()
+        try:
+            if value.endswith("%") and 0 <= float(value[:-1]) <= 100:
+                return float(value[:-1]), None
+            if not value.endswith("%") and int(value) >= 0:
+                return None, int(value)
+        except ValueError:
+            pass
+        self.fail(name, f"{name} must be a share of {what} from 0% to 100% or a whole number of them, got {raw!r}")
+        return None
+
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         raw = self.text(name)
         if raw is None:

@@ -140,7 +140,9 @@ def test_a_clean_sync_passes_every_check(synced, conn):
 
 
 def test_a_full_materialize_reports_all_five_check_results(synced):
-    evaluations = synced.result.get_asset_check_evaluations()
+    evaluations = [
+        e for e in synced.result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("chunk_embeddings")
+    ]
     assert Counter(e.check_name for e in evaluations) == Counter(FIVE)  # each once, none missing
     for e in evaluations:
         assert e.passed, (e.check_name, e.description)

@@ -18,8 +18,20 @@ import dagster as dg
 from confluence_assets import settings
 from confluence_assets.content import ConversionError, chunk_markdown, convert_page
 from confluence_assets.defs.attachments import attachment_options, build_attachment_asset
-from confluence_assets.defs.checks import CheckInputs, check_results, check_specs
-from confluence_assets.defs.execution import CONFLUENCE_POOL, clear_failures, space_step, step_retry_policy
+from confluence_assets.defs.checks import (
+    CheckInputs,
+    check_results,
+    check_specs,
+    mass_deletion_check_spec,
+    mass_deletion_result,
+)
+from confluence_assets.defs.execution import (
+    CONFLUENCE_POOL,
+    clear_failures,
+    embeddings_freshness,
+    space_step,
+    step_retry_policy,
+)
 from confluence_assets.defs.partitions import (
     apply_partition_requests,
     confluence_spaces_partitions_def,
@@ -49,10 +61,13 @@ GROUP = "confluence"
 class ChangedPagesConfig(dg.Config):
     full_scan: bool = False  # list the whole space instead of changes since the watermark
     reprocess: bool = False  # treat unchanged pages as updated (after a converter/chunker upgrade)
+    confirm_mass_deletion: bool = False  # every_sync spaces: delete beyond CONFLUENCE_MASS_DELETION_LIMIT
 
 
 class ReconciliationConfig(dg.Config):
     deletion_strategy: str | None = None  # set this space's strategy (weekly_reconciliation, every_sync, on_demand)
+    # carry out deletions beyond CONFLUENCE_MASS_DELETION_LIMIT (after checking why so many pages are gone)
+    confirm_mass_deletion: bool = False
 
 
 class PageChunksConfig(dg.Config):
@@ -126,6 +141,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
     @space_asset(
         deps=[confluence_spaces],
         **calls_confluence,
+        check_specs=[mass_deletion_check_spec("changed_pages")],
         description=(
             "Pages of the space created or modified since the watermark (minus an overlap window), fetched "
             "with their bodies by CQL in the site's time zone, classified new/updated/unchanged against what "
@@ -165,6 +181,8 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                     rendered_macros=confluence.rendered_macros,
                     content_types=confluence.content_types,
                     child_types=loaded.attachments.child_types,
+                    deletion_limit=loaded.mass_deletion,
+                    confirm_mass_deletion=config.confirm_mass_deletion,
                 )
                 context.log.info(f"{step.space_key}: reconciled ({sources.EVERY_SYNC}): {reconciled.as_metadata()}")
             figures = summary.metrics()
@@ -196,17 +214,20 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 "newest_change_seen": summary.newest_change.isoformat() if summary.newest_change else "none",
                 "changed_pages": dg.MetadataValue.md(changes_table(summary.changes)),
                 "reconciliation": dg.MetadataValue.json(reconciled.as_metadata() if reconciled else "not this sync"),
-            }
+            },
+            check_results=[mass_deletion_result("changed_pages", reconciled, config.confirm_mass_deletion)],
         )
 
     @space_asset(
         deps=[confluence_spaces],
         **calls_confluence,
+        check_specs=[mass_deletion_check_spec("page_reconciliation")],
         description=(
             "Compares every live page id of the space (listed to the last cursor, ids only) with "
             "confluence_pages: pages gone from Confluence are soft-deleted and their chunks removed; pages newer "
             "than indexed (changes CQL missed), moved pages and restored pages are staged for page_metadata. "
-            "A listing that fails part-way deletes nothing."
+            "A listing that fails part-way deletes nothing; more deletions than CONFLUENCE_MASS_DELETION_LIMIT "
+            "wait for confirm_mass_deletion (its blocking check fails until then)."
         ),
     )
     def page_reconciliation(
@@ -227,6 +248,8 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 rendered_macros=confluence.rendered_macros,
                 content_types=confluence.content_types,
                 child_types=loaded.attachments.child_types,
+                deletion_limit=loaded.mass_deletion,
+                confirm_mass_deletion=config.confirm_mass_deletion,
             )
         context.log.info(f"{step.space_key}: {summary.metrics()}")
         return step.result(
@@ -234,7 +257,8 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 **summary.metrics(),
                 "skipped_pages": dg.MetadataValue.md(skipped_table(summary.skipped)),
                 **{f"{kind}_page_ids": dg.MetadataValue.json(ids[:200]) for kind, ids in summary.page_ids().items()},
-            }
+            },
+            check_results=[mass_deletion_result("page_reconciliation", summary, config.confirm_mass_deletion)],
         )
 
     # page_permissions stages pages again (withdrawn or moved ones): page_metadata runs after it.
@@ -296,6 +320,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
         deps=[page_chunks],
         kinds={"openai", "postgres"},
         check_specs=check_specs("chunk_embeddings"),
+        freshness_policy=embeddings_freshness(loaded.automation),
         retry_policy=retry,
         description=(
             "Embeds only chunks whose content hash has no embedding yet for the configured model and dimension, "

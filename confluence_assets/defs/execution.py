@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -67,6 +68,17 @@ def step_retry_policy(automation: AutomationSettings) -> dg.RetryPolicy:
         delay=automation.step_retry_delay_seconds,
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+def embeddings_freshness(automation: AutomationSettings) -> dg.FreshnessPolicy:
+    """chunk_embeddings warns when no space has synced for the change sensor's interval and fails (stale in
+    the UI, alertable) after the margin on top. Dagster evaluates freshness per asset, from its newest
+    materialization of any partition: it says the syncs stopped, not which quiet space had no change."""
+    interval = max(automation.change_sensor_interval_seconds, 60)  # Dagster's smallest window: 1 minute
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(seconds=interval + automation.freshness_margin_seconds),
+        warn_window=timedelta(seconds=interval),
     )
 
 

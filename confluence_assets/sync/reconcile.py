@@ -17,6 +17,10 @@ and nothing is deleted (an incomplete list must never look like deletions).
 - listed, gone when fetched     -> recorded as vanished (trashed or restricted between the listing and
                                    the fetch); the next reconciliation deletes it if it stays gone
 
+When more of the space's live pages would be deleted than the mass-deletion limit allows
+(sync/deletion_guard.py), none is: the summary's ``held_back`` says how many and which, and a run with
+``confirm_mass_deletion`` deletes them. Everything else (restores, missed changes, moves) goes ahead.
+
 The children lists (``metadata.children``) of the parents of deleted pages are recomputed from the stored
 tree in the transaction that deletes them; moved and restored pages get theirs when page_metadata
 converts them.
@@ -37,7 +41,9 @@ from confluence_assets.confluence.cql import page_ids_cql, space_pages_cql
 from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
 from confluence_assets.confluence.responses import BLOGPOST, PAGE, TREE_NODE_TYPES, listed_types, page_version
+from confluence_assets.settings import MassDeletionSettings
 from confluence_assets.sync import extras, page_tree, rendering, sources, staging
+from confluence_assets.sync.deletion_guard import HeldBackDeletion, hold_back
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class ReconcileSummary:
     rendered: list[str] = field(default_factory=list)  # staged pages given Confluence's rendering
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (page id, reason): not stageable
     chunks_removed: int = 0
+    held_back: HeldBackDeletion | None = None  # deletions waiting for confirm_mass_deletion
     api_calls: int = 0
     duration_seconds: float = 0.0
 
@@ -66,6 +73,7 @@ class ReconcileSummary:
             "live_pages": self.live_pages,
             "stored_live_pages": self.stored_live,
             "deleted": len(self.deleted),
+            "deletions_held_back": self.held_back.would_delete if self.held_back else 0,
             "restored": len(self.restored),
             "requeued": len(self.requeued),
             "pages_with_changed_comments_or_attachments": len(self.children_changed),
@@ -157,11 +165,14 @@ def reconcile_space(
     rendered_macros: Iterable[str] = (),
     content_types: Iterable[str] = (PAGE, BLOGPOST),
     child_types: Sequence[str] = (),
+    deletion_limit: MassDeletionSettings | None = None,
+    confirm_mass_deletion: bool = False,
 ) -> ReconcileSummary:
     """Reconcile one space; ``conn`` must be in autocommit mode. The pages it stages get what
     changed_pages' do (sync/rendering.py): their dependents staged again, their ``rendered_macros``
     rendered. With ``child_types`` (comment, attachment) the space's comments and attachments are listed
-    too: a page one of whose was deleted (CQL never shows a deletion) or missed is staged again."""
+    too: a page one of whose was deleted (CQL never shows a deletion) or missed is staged again.
+    Deletions beyond ``deletion_limit`` are held back unless ``confirm_mass_deletion``."""
     started = time.monotonic()
     calls_before = api.stats.attempts
     source_id = source_id_for(space_key)
@@ -187,6 +198,10 @@ def reconcile_space(
         or (not stored[pid][1] and ((stored[pid][0] or 0) < page.version or stored[pid][2] != page.parent_id))
     )
 
+    summary.held_back = hold_back(conn, source_id, gone, summary.stored_live, deletion_limit, confirm_mass_deletion)
+    if summary.held_back:
+        log.warning("%s: %s", space_key, summary.held_back.describe())
+        gone = []
     for batch in _batches(gone, 500):
         with conn.transaction():
             summary.chunks_removed += conn.execute(
