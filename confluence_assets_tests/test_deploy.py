@@ -203,6 +203,8 @@ def test_queue_pools_monitoring_and_retries_are_dagster_yamls(instance):
         assert {k: instance[section][k] for k in local[section]} == local[section], section
     assert instance["run_retries"]["retry_on_asset_or_op_failure"] is False
     assert instance["telemetry"] == local["telemetry"]
+    dequeue = instance["run_coordinator"]["config"]["dequeue_interval_seconds"]
+    assert dequeue == local["run_queue"]["dequeue_interval_seconds"]
 
 
 def test_secrets_come_from_kubernetes_secrets_and_env_names_are_settings(values):
