@@ -85,8 +85,9 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox_servers(site: Site):
-    with ConfluenceServer(site) as conf, EmbeddingsServer() as emb:
+def sandbox_servers(site: Site, **confluence_options: Any):
+    """The two servers; ``confluence_options`` go to ConfluenceServer (``v1_removed``, ``rate_limit``, ...)."""
+    with ConfluenceServer(site, **confluence_options) as conf, EmbeddingsServer() as emb:
         yield Sandbox(site, conf, emb)
 
 

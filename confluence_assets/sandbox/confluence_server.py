@@ -605,7 +605,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
             key=lambda s: s.id,
         )
         r = self._renderer()
-        return self._v2_list(request, "/api/v2/spaces", spaces, [(s.id,) for s in spaces], r.space_v2)
+        render = lambda s: r.space_v2(s, request.param("description-format"))  # noqa: E731
+        return self._v2_list(request, "/api/v2/spaces", spaces, [(s.id,) for s in spaces], render)
 
     def _v2_space_by_id(self, user: User, sid: str):
         for key, space in self.site.spaces.items():
@@ -614,7 +615,7 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         raise HttpError(404, "Not Found")
 
     def v2_space(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
-        out = self._renderer().space_v2(self._v2_space_by_id(user, id))
+        out = self._renderer().space_v2(self._v2_space_by_id(user, id), request.param("description-format"))
         out["_links"]["base"] = self.base_url
         return self._ok(out)
 
@@ -645,7 +646,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     def v2_page(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._of_kind(id, user, "page", self._statuses(request))
-        return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True))
+        labels = request.param("include-labels") == "true"
+        return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True, labels=labels))
 
     def v2_children(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._of_kind(id, user, "page")
