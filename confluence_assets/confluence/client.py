@@ -6,7 +6,8 @@ on status codes. We hand the client a ``requests.Session`` whose urllib3 ``Retry
 errors, read timeouts and 429/5xx with capped exponential backoff plus jitter, honours ``Retry-After``
 up to a cap, and counts every attempt so runs can report their API calls.
 
-Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
+Pagination follows ``_links.next`` on the URL requests go to (the site, or the API gateway: confluence.sites;
+Cloud deprecated ``start`` on search) and
 never infers the end from a short page (fewer results than ``limit``, or none, can still have a ``next``
 link); a listing that cannot be finished raises, never ends silently. Attachments beyond the 25 of the
 ``children.attachment`` expansion: :meth:`ConfluenceAPI.complete_attachments`; restriction subjects beyond
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 from atlassian import Confluence
@@ -38,6 +39,7 @@ from confluence_assets.confluence.responses import (
     page_from_v2,
     page_url,
     resolve_next,
+    with_limit,
     with_link_header,
 )
 from confluence_assets.confluence.sites import site_form
@@ -361,7 +363,7 @@ class ConfluenceAPI:
         try:
             while nxt and nxt not in followed and requests_made < MAX_ATTACHMENT_REQUESTS:
                 followed.add(nxt)
-                data = self.get_json(_with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
+                data = self.get_json(with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
                 requests_made += 1
                 for att in data.get("results") or []:
                     if isinstance(att, dict) and att.get("id") not in seen:
@@ -384,13 +386,6 @@ class ConfluenceAPI:
         close_gate = getattr(self._gate, "close", None)
         if close_gate is not None:  # the shared budget's database connection
             close_gate()
-
-
-def _with_limit(url: str, limit: int) -> str:
-    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def _reason(exc: Exception) -> str:

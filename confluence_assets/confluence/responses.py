@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 
 def parse_when(value: str) -> datetime:
@@ -106,6 +106,13 @@ def with_link_header(data: dict, header_links: Mapping[str, Mapping[str, str]]) 
     if nxt and not (links or {}).get("next"):
         data["_links"] = {**(links or {}), "next": nxt}
     return data
+
+
+def with_limit(url: str, limit: int) -> str:
+    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def web_url(site_base: str, link: str) -> str:
