@@ -8,8 +8,13 @@ import socket
 from datetime import timedelta
 
 import dagster as dg
+import pytest
 
+from confluence_assets import doctor, settings
 from confluence_assets.confluence.client import ConfluenceAPI
+from confluence_assets.confluence.errors import ConfluenceConfigError
+from confluence_assets.confluence.responses import resolve_next, with_link_header
+from confluence_assets.confluence.sites import CLOUD_GATEWAY, CLOUD_SITE, DATA_CENTER, site_form
 from confluence_assets.sandbox import Site
 from confluence_assets.sandbox.confluence_server import Limits
 from confluence_assets_tests.pipeline_support import (
@@ -110,3 +115,96 @@ def test_spaces_and_a_page_come_from_v2_on_cloud_and_from_v1_on_data_center():
     assert got["_links"]["webui"].startswith(f"/spaces/{only_space(site)}/pages/{page.id}")
     assert missing is None
     assert sb.conf.stats[V1_SPACES] == 0 and sb.conf.stats[V1_PAGE] == 0
+
+
+# -- Cloud through the API gateway ------------------------------------------------------------------------
+
+GATEWAY = "GET /ex/confluence/{cloudId}/wiki/*"
+MEDIA = "GET /media/*"  # attachment bytes come from the media host (a redirect), not through the gateway
+
+
+def test_a_sync_through_the_gateway_stays_on_it_and_stores_site_urls(migrated_db_url, instance):
+    site = generated_site(31, pages=24)
+    key = only_space(site)
+    # Small search pages: the listing is followed by many next links, each must stay on the gateway.
+    with sandbox_servers(site, limits=Limits(search_body_max=5, v2_max=5)) as sb:
+        scoped = dict(url=sb.conf.gateway_url, email=sb.conf.email, api_token=sb.conf.scoped_token)
+        resources = resources_for(sb, migrated_db_url, confluence=scoped)
+        discover_spaces(instance, resources)
+        result = sync_space(instance, resources, key)
+        assert result.success
+        assert_matches_site(site, migrated_db_url, key)
+        searches = sb.conf.stats["GET /ex/confluence/{cloudId}/wiki/rest/api/content/search"]
+        through_gateway, elsewhere = sb.conf.stats[GATEWAY], sb.conf.stats.total - sb.conf.stats[MEDIA]
+        site_url = sb.conf.url
+        # A client that has read nothing yet learns the site from one v2 request before giving a page URL.
+        fresh = ConfluenceAPI(scoped["url"], email=scoped["email"], api_token=scoped["api_token"])
+        before = sb.conf.stats.total
+        assert fresh.page_url({"id": "1", "_links": {"webui": "/spaces/X/pages/1"}}) == f"{site_url}/spaces/X/pages/1"
+        assert sb.conf.stats.total == before + 1 and fresh.url == f"{scoped['url']}/wiki"
+        fresh.close()
+    assert searches >= len(site.live_pages(key)) // 5  # the listing's next links were followed ...
+    assert through_gateway == elsewhere  # ... and every request but the media host's went through the gateway
+    state = db_state(migrated_db_url, key)
+    assert state["source"]["confluence_base_url"] == site_url  # the site (_links.base), not the gateway
+    urls = {meta["page_url"] for meta in state["metadata"].values()}
+    assert urls and all(u.startswith(site_url + "/spaces/") for u in urls), sorted(urls)[:3]
+    assert all(c[2].startswith(f"confluence://{key}/") for chunks in state["chunks"].values() for c in chunks)
+
+
+def test_gateway_next_links_and_site_base_are_kept_apart():
+    api = "https://api.atlassian.com/ex/confluence/abc-123/wiki"
+    site = "https://x.atlassian.net/wiki"
+    v1 = {"base": site, "context": "/wiki", "next": "/rest/api/content/search?cursor=a&limit=50"}
+    v2 = {"base": site, "next": "/wiki/api/v2/spaces?cursor=b"}
+    absolute = {"base": site, "next": f"{site}/rest/api/space?start=25"}
+    assert resolve_next(v1, api) == f"{api}/rest/api/content/search?cursor=a&limit=50"
+    assert resolve_next(v2, api) == f"{api}/api/v2/spaces?cursor=b"
+    assert resolve_next(absolute, api) == f"{api}/rest/api/space?start=25"
+    assert resolve_next({"next": "/wiki/api/v2/pages?cursor=c"}, api, site) == f"{api}/api/v2/pages?cursor=c"
+    # The Link header names the next page when the body does not.
+    header = {"next": {"url": "/wiki/api/v2/spaces?cursor=d", "rel": "next"}}
+    assert resolve_next(with_link_header({"_links": {"base": site}}, header)["_links"], api).endswith("cursor=d")
+
+
+def test_url_and_credential_forms_are_told_apart_before_any_request():
+    gateway = site_form("https://api.atlassian.com/ex/confluence/0b1c-77", bearer=False)
+    assert (gateway.kind, gateway.cloud_id, gateway.api_base) == (
+        CLOUD_GATEWAY,
+        "0b1c-77",
+        "https://api.atlassian.com/ex/confluence/0b1c-77/wiki",
+    )
+    assert site_form("https://api.atlassian.com/ex/confluence/0b1c-77/wiki/", bearer=False) == gateway
+    assert site_form("https://x.atlassian.net/wiki", bearer=False).kind == CLOUD_SITE
+    assert site_form("https://confluence.example.com", bearer=True).kind == DATA_CENTER
+    assert site_form("https://confluence.example.com", bearer=False).has_v2 is None  # told by a v2 request
+    with pytest.raises(ConfluenceConfigError, match="API gateway, which takes CONFLUENCE_EMAIL and a scoped"):
+        site_form("https://api.atlassian.com/ex/confluence/0b1c-77", bearer=True)
+
+
+def test_doctor_says_which_form_it_found_and_what_a_refusal_there_means():
+    site = generated_site(37, pages=3)
+    with sandbox_servers(site) as sb:
+        env = {
+            settings.CONFLUENCE_URL: sb.conf.gateway_url,
+            settings.CONFLUENCE_EMAIL: sb.conf.email,
+            settings.CONFLUENCE_API_TOKEN: sb.conf.scoped_token,
+        }
+        ok = settings.load(env).confluence
+        found = doctor._confluence_check(ok).line()
+        reachable = doctor._confluence_reachable(ok).line()
+        classic = settings.load({**env, settings.CONFLUENCE_API_TOKEN: sb.conf.api_token}).confluence
+        refused = doctor._confluence_reachable(classic).line()
+        sb.conf.faults.add("GET /ex/confluence/{cloudId}/wiki/api/v2/spaces", status=403, times=1)
+        forbidden = doctor._confluence_reachable(ok).line()
+        on_site = settings.load({**env, settings.CONFLUENCE_URL: sb.conf.url}).confluence
+        scoped_on_site = doctor._confluence_reachable(on_site).line()
+        site_url, gateway_url = sb.conf.url, sb.conf.gateway_url
+    assert found.startswith(f"OK   confluence: {gateway_url}/wiki as {sb.conf.email} with a scoped API token (Basic)")
+    assert f"Cloud through the API gateway, cloudId {site.cloud_id}" in found
+    assert reachable.startswith("OK") and f"(site {site_url}, through {gateway_url}/wiki)" in reachable
+    assert refused.startswith("FAIL") and "HTTP 401" in refused and "a classic (unscoped) token" in refused
+    assert forbidden.startswith("FAIL") and "HTTP 403" in forbidden and "read scopes" in forbidden
+    assert scoped_on_site.startswith("FAIL") and "HTTP 401" in scoped_on_site and "works only through" in scoped_on_site
+    for line in (found, reachable, refused, forbidden, scoped_on_site):
+        assert sb.conf.scoped_token not in line and sb.conf.api_token not in line

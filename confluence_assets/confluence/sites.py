@@ -77,7 +77,10 @@ class SiteForm:
                 return (
                     f"check {settings.CONFLUENCE_PAT} (revoked or expired?); Cloud does not take personal access tokens"
                 )
-            return f"check {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
+            return (
+                f"check {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN} (a scoped API token works only "
+                "through https://api.atlassian.com/ex/confluence/<cloudId>)"
+            )
         if self.kind == CLOUD_GATEWAY:
             return (
                 "the token is valid but lacks a scope or the user lacks the permission: a scoped token needs the "

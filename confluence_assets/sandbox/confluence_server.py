@@ -44,6 +44,9 @@ DEPRECATED_V1 = {"/rest/api/space": "/api/v2/spaces", "/rest/api/content/{id}": 
 DEPRECATION_LINK = "https://developer.atlassian.com/cloud/confluence/changelog/#CHANGE-864"
 DEPRECATED_SINCE = "@1677628800"  # RFC 9745 form: 2023-03-01, when CHANGE-864's deprecation period began
 GONE_MESSAGE = "This deprecated endpoint has been removed"
+# The API gateway: https://api.atlassian.com/ex/confluence/{cloudId}/wiki/... (scoped tokens, service accounts).
+GATEWAY_PREFIX = "/ex/confluence/"
+CLOUD, DATA_CENTER = "cloud", "datacenter"  # a server's flavour (None: lenient, both kinds of credentials)
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,15 @@ def _storage_value(data: dict) -> str:
 
 
 class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoutes, App):
-    def __init__(self, site: Site, context_path: str, limits: Limits, *, v1_removed: bool = False) -> None:
+    def __init__(
+        self, site: Site, context_path: str, limits: Limits, *, v1_removed: bool = False, flavour: str | None = None
+    ) -> None:
         self.site = site
         self.context = context_path
         self.limits = limits
         self.v1_removed = v1_removed  # the deprecated v1 endpoints answer 410 Gone (OAuth/gateway in 2026)
+        # CLOUD: Bearer personal access tokens refused (Cloud has none); DATA_CENTER: no v2 API (404).
+        self.flavour = flavour
         self.base_url = ""  # set when the server has its port
         self._cache: dict[tuple, tuple[list, list]] = {}
         v1, v2 = "/rest/api", "/api/v2"
@@ -147,8 +154,17 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     # ------------------------------------------------------------------ plumbing
 
+    def _through_gateway(self, request: Request) -> tuple[str, bool]:
+        """The request's path on the site, and whether it came through ``/ex/confluence/<cloudId>``."""
+        prefix = GATEWAY_PREFIX + self.site.cloud_id
+        if request.path.startswith(prefix + "/"):
+            return request.path[len(prefix) :], True
+        return request.path, False
+
     def _match(self, request: Request):
-        path = request.path
+        path, _ = self._through_gateway(request)
+        if self.flavour == DATA_CENTER and path.startswith(self.context + "/api/v2/"):
+            return None, None, None  # Data Center has no v2 API
         if self.context:
             if not path.startswith(self.context + "/"):
                 return None, None, None
@@ -163,7 +179,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         if media := self.media_endpoint(request):  # the media store, outside the context path
             return media
         template, _, _ = self._match(request)
-        return f"{request.method} {self.context}{template}" if template else f"{request.method} {request.path}"
+        gateway = GATEWAY_PREFIX + "{cloudId}" if self._through_gateway(request)[1] else ""
+        return f"{request.method} {gateway}{self.context}{template}" if template else f"{request.method} {request.path}"
 
     def response_headers(self, request: Request, endpoint: str) -> dict[str, str]:
         # Atlassian support asks for the atl-traceid of a failing request; every response carries one.
@@ -191,8 +208,11 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
             return Response(404, b"<html><body>Page not found</body></html>", "text/html;charset=UTF-8")
         if self.v1_removed and self._deprecated(request):
             return self._error(request, 410, GONE_MESSAGE)
-        user = self._authenticate(request)
+        gateway = self._through_gateway(request)[1]
+        user = self._authenticate(request, gateway=gateway)
         if user is None:
+            if gateway:  # the gateway's own answer, not Confluence's
+                return Response.json(401, {"code": 401, "message": "Unauthorized"})
             if request.headers.get("Authorization", "").lower().startswith("basic "):
                 return Response(
                     401,
@@ -221,15 +241,17 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         except BadParameter as exc:
             return self._error(request, 400, str(exc))
 
-    def _authenticate(self, request: Request) -> User | None:
+    def _authenticate(self, request: Request, *, gateway: bool = False) -> User | None:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             try:
                 email, _, token = base64.b64decode(credentials.strip()).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return None
-            return self.site.user_for_basic(email, token)
-        if scheme.lower() == "bearer" and credentials.strip():
+            return self.site.user_for_basic(email, token, gateway=gateway)
+        # Bearer: Data Center's personal access tokens; Cloud has none (its Bearer tokens are OAuth 2.0's,
+        # which the sandbox does not issue), so a Cloud-flavoured site or the gateway refuses them.
+        if scheme.lower() == "bearer" and credentials.strip() and not gateway and self.flavour != CLOUD:
             return self.site.user_for_bearer(credentials.strip())
         return None
 
@@ -679,14 +701,20 @@ class ConfluenceServer(ServerBase):
         user: User | None = None,
         rate_limit: RateLimit | None = None,
         v1_removed: bool = False,
+        flavour: str | None = None,
     ) -> None:
         """``rate_limit``: a token bucket and its headers on every response (sandbox/ratelimits.py; None:
-        no rate limit); ``v1_removed``: the deprecated v1 endpoints (DEPRECATED_V1) answer 410 Gone."""
+        no rate limit); ``v1_removed``: the deprecated v1 endpoints (DEPRECATED_V1) answer 410 Gone;
+        ``flavour``: CLOUD refuses personal access tokens as Cloud does, DATA_CENTER has no v2 API (404);
+        None (the default) takes either credential and serves both APIs. The same API is also served
+        under ``/ex/confluence/<cloudId>`` as the API gateway does (``gateway_url``, scoped tokens)."""
+        if flavour not in (None, CLOUD, DATA_CENTER):
+            raise ValueError(f"flavour must be {CLOUD!r}, {DATA_CENTER!r} or None, got {flavour!r}")
         context_path = "/" + context_path.strip("/") if context_path.strip("/") else ""
         self.site = site
         self.context_path = context_path
         self.user = user or site.default_user
-        app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed)
+        app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed, flavour=flavour)
         super().__init__(app, host=host, port=port)
         self.set_rate_limit(rate_limit)
 
@@ -701,6 +729,19 @@ class ConfluenceServer(ServerBase):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{self.context_path}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The site through the API gateway: ``CONFLUENCE_URL`` for scoped tokens (``/wiki`` is added)."""
+        return f"http://{self.host}:{self.port}{GATEWAY_PREFIX}{self.site.cloud_id}"
+
+    @property
+    def cloud_id(self) -> str:
+        return self.site.cloud_id
+
+    @property
+    def scoped_token(self) -> str | None:
+        return self.user.scoped_token
 
     @property
     def email(self) -> str:
