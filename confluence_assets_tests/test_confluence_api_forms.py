@@ -9,14 +9,19 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
+import requests
+from atlassian import Confluence
+from requests import HTTPError
 
 from confluence_assets import doctor, settings
+from confluence_assets.confluence import errors
 from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.errors import ConfluenceConfigError
 from confluence_assets.confluence.responses import resolve_next, with_link_header
 from confluence_assets.confluence.sites import CLOUD_GATEWAY, CLOUD_SITE, DATA_CENTER, site_form
-from confluence_assets.sandbox import Site
+from confluence_assets.sandbox import ConfluenceServer, Site
 from confluence_assets.sandbox.confluence_server import Limits
+from confluence_assets.sandbox.ratelimits import RateLimit
 from confluence_assets_tests.pipeline_support import (
     SITE_NOW,
     assert_matches_site,
@@ -208,3 +213,69 @@ def test_doctor_says_which_form_it_found_and_what_a_refusal_there_means():
     assert scoped_on_site.startswith("FAIL") and "HTTP 401" in scoped_on_site and "works only through" in scoped_on_site
     for line in (found, reachable, refused, forbidden, scoped_on_site):
         assert sb.conf.scoped_token not in line and sb.conf.api_token not in line
+
+
+# -- sandbox fidelity: offsets, tokens and headers by flavour ---------------------------------------------
+
+
+def test_offsets_past_the_end_as_cloud_answers_them():
+    site = generated_site(41, pages=12)
+    key, parent = only_space(site), site.spaces[only_space(site)].homepage_id
+    far = {"start": 100_001, "limit": 1}
+    with ConfluenceServer(site) as conf, Confluence(conf.url, username=conf.email, password=conf.api_token) as c:
+        with pytest.raises(HTTPError) as refused:
+            c.get("rest/api/content", params={"spaceKey": key, **far})
+        assert c.get("rest/api/content", params={"spaceKey": key, "start": 15_000})["size"] == 0  # the limit itself
+        spaces = c.get("rest/api/space", params=far)
+        children = c.get(f"rest/api/content/{parent}/child/page", params=far)
+        cql = f'space = "{key}" and type = page order by id'
+        first = c.get("rest/api/content/search", params={"cql": cql, **far})
+        walked, page = [r["id"] for r in first["results"]], first
+        while page["_links"].get("next"):  # by cursor, the start of each next link beyond 100000
+            assert "cursor=" in page["_links"]["next"] and "start=1000" in page["_links"]["next"]
+            page = c.get(page["_links"]["next"])
+            walked += [r["id"] for r in page["results"]]
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.json()["statusCode"] == 400
+    assert (spaces["size"], children["size"]) == (0, 0)  # other v1 lists: an empty page, no error
+    assert first["size"] == 1 and first["start"] == 100_001  # search is not emptied by the offset
+    assert walked == sorted((p.id for p in site.live_pages(key)), key=int)  # every page once, in order
+
+
+def test_a_data_center_token_is_refused_on_a_cloud_site_as_cloud_refuses_it():
+    site = generated_site(43, pages=3)
+    with ConfluenceServer(site, flavour="cloud") as cloud, Confluence(cloud.url, token=cloud.pat) as pat_client:
+        with pytest.raises(HTTPError) as refused:
+            pat_client.get_space(only_space(site))
+        api = ConfluenceAPI(cloud.url, personal_access_token=cloud.pat)
+        with pytest.raises(errors.ConfluenceAuthError) as info:
+            list(api.list_spaces())
+        api.close()
+        basic = Confluence(cloud.url, username=cloud.email, password=cloud.api_token)
+        assert basic.get_space(only_space(site))["key"] == only_space(site)  # e-mail + token still work
+    body = refused.value.response.json()
+    assert refused.value.response.status_code == 401
+    assert body["statusCode"] == 401 and body["data"]["authorized"] is False and body["reason"] == "Unauthorized"
+    message = str(info.value)
+    assert "HTTP 401" in message and "Cloud takes no personal access token" in message and cloud.pat not in message
+
+
+def test_a_data_center_site_has_no_v2_and_sends_its_token_bucket_headers():
+    site = generated_site(47, spaces=2, pages=3)
+    limit = RateLimit(capacity=50, fill_rate=5, interval_seconds=1)  # the server's flavour picks the headers
+    with ConfluenceServer(site, context_path="", flavour="datacenter", rate_limit=limit) as dc:
+        api = ConfluenceAPI(dc.url, email=dc.email, api_token=dc.api_token)  # Basic: the form does not tell
+        assert api.has_v2 is None
+        first = sorted(s["key"] for s in api.list_spaces())
+        assert api.has_v2 is False  # the 404 of v2 said Data Center: v1 from now on
+        again = sorted(s["key"] for s in api.list_spaces())
+        page_id = site.live_pages(only_space(site))[0].id
+        assert api.get_page(page_id)["id"] == page_id
+        api.close()
+        headers = requests.get(f"{dc.url}/rest/api/space", auth=(dc.email, dc.api_token)).headers
+        v2, deprecated = dc.stats["GET /api/v2/*"], "Deprecation" in headers
+    assert first == again == sorted(site.spaces)
+    assert v2 == 1 and dc.stats["GET /rest/api/space"] == 3  # one v2 attempt per client, ever
+    assert not deprecated  # Data Center deprecates none of its v1
+    assert headers["X-RateLimit-FillRate"] == "5" and headers["X-RateLimit-Interval-Seconds"] == "1"
+    assert "X-RateLimit-Reset" not in headers and "X-RateLimit-NearLimit" not in headers

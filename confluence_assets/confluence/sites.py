@@ -74,9 +74,7 @@ class SiteForm:
                     "year); a scoped token works only through https://api.atlassian.com/ex/confluence/<cloudId>"
                 )
             if self.kind == DATA_CENTER:
-                return (
-                    f"check {settings.CONFLUENCE_PAT} (revoked or expired?); Cloud does not take personal access tokens"
-                )
+                return f"check {settings.CONFLUENCE_PAT} (revoked or expired?); Cloud takes no personal access token"
             return (
                 f"check {settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN} (a scoped API token works only "
                 "through https://api.atlassian.com/ex/confluence/<cloudId>)"

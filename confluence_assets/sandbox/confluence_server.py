@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 import re
 import time
@@ -30,6 +31,7 @@ from confluence_assets.sandbox.nodes import NodeRoutes
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
 from confluence_assets.sandbox.permissions import PermissionRoutes
 from confluence_assets.sandbox.ratelimits import BURST_REASON, RateLimit, Verdict, too_many_requests_body
+from confluence_assets.sandbox.ratelimits import DATA_CENTER as DC_RATE_STYLE
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
 from confluence_assets.sandbox.site import Attachment, Page, Site, SiteError, User
 
@@ -61,6 +63,9 @@ class Limits:
     search_expand_max: int = 200  # ... with expansions other than body (restrictions, version, ...)
     search_body_max: int = 50  # ... with body expanded
     v2_max: int = 250
+    # Cloud's GET /rest/api/content refuses a start beyond this with 400 (Atlassian, October 2022: "Limit
+    # placed on start parameter in Get Content API endpoint"); Data Center has no such limit.
+    content_max_start: int = 15_000
 
 
 class HttpError(Exception):
@@ -192,7 +197,7 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     def _deprecated(self, request: Request) -> bool:
         template, _, _ = self._match(request)
-        return request.method == "GET" and template in DEPRECATED_V1
+        return request.method == "GET" and template in DEPRECATED_V1 and self.flavour != DATA_CENTER
 
     def rate_limited_response(self, request: Request, verdict: Verdict) -> Response:
         return Response.json(429, too_many_requests_body(verdict.reason or BURST_REASON))
@@ -376,6 +381,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
                 key=lambda p: p.numeric_id,
             )
         start = int_param(request.param("start"), "start", 0)
+        if start > self.limits.content_max_start and self.flavour != DATA_CENTER:
+            raise HttpError(400, f"start must not be greater than {self.limits.content_max_start}")
         limit = self._limit(request, self.limits.default, self.limits.v1_max)
         window, next_start = offset_window(pages, start, limit)
         expand = parse_expand(request.param("expand"))
@@ -512,7 +519,10 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         cursor = request.param("cursor")
         if request.empty_page:  # a fault: nothing here, but go on (the same request again)
             return docs, [], limit, start, link(path, request.query, {"next": "true"})
-        window, next_cursor = keyset_window(docs, keys, cursor, limit, 0 if cursor else start)
+        # Search pages by the cursor it carries, not by offset: a start past the matches (Cloud measured
+        # start=100001 with 9 matches answering a row, brekkylab/backlot#323) does not empty the page.
+        offset = 0 if cursor or (start >= len(docs) and self.flavour != DATA_CENTER) else start
+        window, next_cursor = keyset_window(docs, keys, cursor, limit, offset)
         visible = [d for d in window if self.site.can_read(user, d)]
         nxt = None
         if next_cursor is not None:
@@ -714,6 +724,8 @@ class ConfluenceServer(ServerBase):
         self.site = site
         self.context_path = context_path
         self.user = user or site.default_user
+        if flavour == DATA_CENTER and rate_limit is not None:  # Data Center's token-bucket headers
+            rate_limit = dataclasses.replace(rate_limit, style=DC_RATE_STYLE)
         app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed, flavour=flavour)
         super().__init__(app, host=host, port=port)
         self.set_rate_limit(rate_limit)
