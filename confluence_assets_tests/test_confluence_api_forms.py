@@ -22,6 +22,7 @@ from confluence_assets.confluence.sites import CLOUD_GATEWAY, CLOUD_SITE, DATA_C
 from confluence_assets.sandbox import ConfluenceServer, Site
 from confluence_assets.sandbox.confluence_server import Limits
 from confluence_assets.sandbox.ratelimits import RateLimit
+from confluence_assets.sync.reconcile import list_live_pages
 from confluence_assets_tests.pipeline_support import (
     SITE_NOW,
     assert_matches_site,
@@ -279,3 +280,16 @@ def test_a_data_center_site_has_no_v2_and_sends_its_token_bucket_headers():
     assert not deprecated  # Data Center deprecates none of its v1
     assert headers["X-RateLimit-FillRate"] == "5" and headers["X-RateLimit-Interval-Seconds"] == "1"
     assert "X-RateLimit-Reset" not in headers and "X-RateLimit-NearLimit" not in headers
+
+
+def test_reconciliation_on_data_center_lists_by_v1_without_asking_v2():
+    site = generated_site(53, pages=6)
+    key = only_space(site)
+    with ConfluenceServer(site, context_path="", flavour="datacenter") as dc:
+        api = ConfluenceAPI(dc.url, personal_access_token=dc.pat)  # a PAT: Data Center, known before any request
+        live = list_live_pages(api, key)
+        api.close()
+        asked_v2, listed_v1 = dc.stats["GET /api/v2/*"], dc.stats["GET /rest/api/content"]
+    expected = {p.id: p.version for p in site.live_pages(key)}
+    assert {pid: page.version for pid, page in live.items()} == expected
+    assert asked_v2 == 0 and listed_v1 >= 1
