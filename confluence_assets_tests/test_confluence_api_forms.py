@@ -108,6 +108,10 @@ def test_spaces_and_a_page_come_from_v2_on_cloud_and_from_v1_on_data_center():
         cloud.close()
         assert cloud.has_v2 is True
         assert sb.conf.stats["GET /wiki/api/v2/spaces"] == len(site.spaces) + 1  # cursors to an empty last page
+        # A missing page as the first v2 answer is a missing page, not a site without v2: one look at /spaces.
+        first_call = ConfluenceAPI(sb.conf.url, email=sb.conf.email, api_token=sb.conf.api_token)
+        assert first_call.get_page("999999998") is None and first_call.has_v2 is True
+        first_call.close()
         dc = ConfluenceAPI(sb.conf.url, personal_access_token=sb.conf.pat)  # Data Center: v1 (here 410: removed)
         assert dc.has_v2 is False
         dc.close()
@@ -273,10 +277,14 @@ def test_a_data_center_site_has_no_v2_and_sends_its_token_bucket_headers():
         page_id = site.live_pages(only_space(site))[0].id
         assert api.get_page(page_id)["id"] == page_id
         api.close()
+        fresh = ConfluenceAPI(dc.url, email=dc.email, api_token=dc.api_token)  # a page first: v2 404s, v1 answers
+        assert fresh.get_page(page_id)["id"] == page_id and fresh.has_v2 is False
+        fresh.close()
         headers = requests.get(f"{dc.url}/rest/api/space", auth=(dc.email, dc.api_token)).headers
         v2, deprecated = dc.stats["GET /api/v2/*"], "Deprecation" in headers
     assert first == again == sorted(site.spaces)
-    assert v2 == 1 and dc.stats["GET /rest/api/space"] == 3  # one v2 attempt per client, ever
+    assert v2 == 3 and dc.stats["GET /rest/api/space"] == 3  # v2 tried once by the first client, twice by the
+    # second (its page, then /spaces to tell a missing page from a site without v2), never again
     assert not deprecated  # Data Center deprecates none of its v1
     assert headers["X-RateLimit-FillRate"] == "5" and headers["X-RateLimit-Interval-Seconds"] == "1"
     assert "X-RateLimit-Reset" not in headers and "X-RateLimit-NearLimit" not in headers

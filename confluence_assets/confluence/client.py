@@ -274,6 +274,8 @@ class ConfluenceAPI:
         try:
             data = self.get_json(path, params)
         except errors.ConfluenceNotFoundError:
+            if self.has_v2 is None and not path.endswith("/spaces"):  # a missing item, or no v2 at all?
+                self._v2_first("api/v2/spaces", {"limit": 1})
             if self.has_v2:  # Cloud: the thing asked for is missing
                 raise
             self.has_v2 = False
