@@ -7,6 +7,9 @@ expanded, 200 with other expansions, 1000 with none; 250 on v2), search and v2 p
 and may end on an empty page, permissions are applied after the page is cut (short pages before the
 end), v1 ``next`` links are relative to ``_links.base`` while v2 ones include the context path, CQL never
 returns trashed content, and content you may not read is 404, like content that does not exist.
+The same API is served under ``/ex/confluence/<cloudId>`` as the API gateway does (scoped tokens there,
+classic ones on the site); a ``flavour`` makes it stricter: Cloud's (no personal access tokens) or Data
+Center's (no v2, no deprecations, token-bucket headers).
 """
 
 from __future__ import annotations
