@@ -1,6 +1,8 @@
 """Full and incremental sync of one generated space through the whole asset graph; prints the numbers.
 
-    .venv/bin/python bench/full_sync.py [--pages 4000] [--seed 7]
+    .venv/bin/python bench/full_sync.py [--pages 4000] [--seed 7] [--v1-removed]
+
+``--v1-removed``: the sandbox answers the deprecated v1 endpoints 410 Gone (the requests must not change).
 
 The sandbox servers run in a child process (so the pipeline's peak RSS is its own), the embedded
 PostgreSQL under a throwaway CONFLUENCE_ASSETS_HOME, and the graph through Dagster's `materialize` on
@@ -21,12 +23,12 @@ import time
 from pathlib import Path
 
 
-def _serve(pages: int, seed: int, conn) -> None:
+def _serve(pages: int, seed: int, conn, v1_removed: bool = False) -> None:
     from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
     site = Site(timezone="Asia/Seoul")
     info = generate_corpus(site, seed=seed, spaces=1, pages_per_space=pages)
-    with ConfluenceServer(site) as conf, EmbeddingsServer() as emb:
+    with ConfluenceServer(site, v1_removed=v1_removed) as conf, EmbeddingsServer() as emb:
         conn.send(
             {
                 "space": info.space_keys[0],
@@ -48,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--v1-removed", action="store_true", help="deprecated v1 endpoints answer 410 Gone")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="ca-bench-"))
@@ -55,7 +58,9 @@ def main() -> None:
     os.environ.pop("DATABASE_URL", None)
 
     parent, child = mp.get_context("fork").Pipe()
-    server = mp.get_context("fork").Process(target=_serve, args=(args.pages, args.seed, child), daemon=True)
+    server = mp.get_context("fork").Process(
+        target=_serve, args=(args.pages, args.seed, child, args.v1_removed), daemon=True
+    )
     server.start()
     sandbox = parent.recv()
 
@@ -86,7 +91,8 @@ def main() -> None:
             built.page_chunks,
             built.chunk_embeddings,
         ]
-        print(f"corpus: {args.pages} pages, {sandbox['corpus_mb']:.1f} MB storage XHTML, space {space}")
+        removed = ", deprecated v1 endpoints removed (410)" if args.v1_removed else ""
+        print(f"corpus: {args.pages} pages, {sandbox['corpus_mb']:.1f} MB storage XHTML, space {space}{removed}")
 
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("confluence_spaces", [space])

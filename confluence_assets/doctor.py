@@ -125,11 +125,18 @@ def _confluence_check(confluence: settings.ConfluenceSettings) -> Check:
             f"{settings.CONFLUENCE_URL} is not set",
             f"export {settings.CONFLUENCE_URL}=https://your-site.atlassian.net/wiki (or your Data Center base URL)",
         )
-    if confluence.personal_access_token:
-        return Check("confluence", True, f"{url} with a personal access token (Data Center, Bearer)")
+    from confluence_assets.confluence.errors import ConfluenceConfigError
+    from confluence_assets.confluence.sites import CLOUD_SITE, site_form
+
+    try:
+        form = site_form(url, bearer=bool(confluence.personal_access_token))
+    except ConfluenceConfigError as exc:
+        return Check("confluence", False, str(exc), "see the README's supported URL and credential forms")
     email, token = confluence.email, confluence.api_token
-    if email and token:
-        return Check("confluence", True, f"{url} as {email} with an API token (Cloud, Basic)")
+    if form.bearer and form.kind == CLOUD_SITE:
+        return Check("confluence", False, form.describe(), form.refusal_hint(401))
+    if form.bearer or (email and token):
+        return Check("confluence", True, form.describe(email))
     missing = [n for n, v in ((settings.CONFLUENCE_EMAIL, email), (settings.CONFLUENCE_API_TOKEN, token)) if not v]
     return Check(
         "confluence",
@@ -179,7 +186,8 @@ def _confluence_reachable(confluence: settings.ConfluenceSettings) -> Check:
             retry=PROBE_RETRY,
         )
         try:
-            listed = api.get_json("rest/api/space", {"limit": 1})
+            first_space = next(api.list_spaces(), None)  # v2 on Cloud, v1 on Data Center
+            site = api.site_base
         finally:
             api.close()
     except (ConfluenceAuthError, ConfluencePermissionError) as exc:
@@ -190,9 +198,10 @@ def _confluence_reachable(confluence: settings.ConfluenceSettings) -> Check:
         )
     except ConfluenceError as exc:
         return Check(name, False, str(exc), "check the network path to that host, or try again later")
-    if not listed.get("results"):
-        return Check(name, True, "authenticated, but these credentials see no space")
-    return Check(name, True, "authenticated; spaces are visible")
+    via = f" (site {site}, through {api.url})" if site != api.url else ""
+    if first_space is None:
+        return Check(name, True, f"authenticated, but these credentials see no space{via}")
+    return Check(name, True, f"authenticated; spaces are visible{via}")
 
 
 def _embedding_checks(embeddings: settings.EmbeddingSettings, dimensions_problem: str | None) -> list[Check]:

@@ -143,6 +143,14 @@ def migrated_db_url(server_url, _migrated_template) -> Iterator[str]:
 
 
 @pytest.fixture
+def second_migrated_db_url(server_url, _migrated_template) -> Iterator[str]:
+    """Another migrated database, for comparing two syncs of equal sites side by side."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield _create_database(server_url, name, template=_migrated_template)
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
 def instance():
     """An in-memory Dagster instance (tests that need sensors or run storage use instance_for_test)."""
     import dagster as dg

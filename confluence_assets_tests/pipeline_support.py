@@ -23,7 +23,7 @@ from confluence_assets.defs.resources import (
     PostgresResource,
     SpaceSelectionResource,
 )
-from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Limits, Site, generate_corpus
+from confluence_assets.sandbox import ConfluenceServer, EmbeddingsServer, Site, generate_corpus
 
 # The code location's assets, built as it builds them (conftest.py sets a short step retry delay first).
 ASSETS = build_assets(settings.load())
@@ -85,8 +85,9 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox_servers(site: Site, limits: Limits | None = None):
-    with ConfluenceServer(site, limits=limits) as conf, EmbeddingsServer() as emb:
+def sandbox_servers(site: Site, **confluence_options: Any):
+    """The two servers; ``confluence_options`` go to ConfluenceServer (``v1_removed``, ``rate_limit``, ...)."""
+    with ConfluenceServer(site, **confluence_options) as conf, EmbeddingsServer() as emb:
         yield Sandbox(site, conf, emb)
 
 

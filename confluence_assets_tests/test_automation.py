@@ -293,7 +293,7 @@ def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance
     generate_corpus(site_big, seed=8, spaces=1, pages_per_space=60, large_pages=0, empty_pages=0)
     key = _spaces(site_big)[0]
     # v2 listings capped at 25 a request (Confluence caps silently; the next link says so): 3 requests.
-    with sandbox_servers(site_big, Limits(v2_max=25)) as sb:
+    with sandbox_servers(site_big, limits=Limits(v2_max=25)) as sb:
         resources = _synced(site_big, instance, migrated_db_url, sb)
         for page in site_big.live_pages(key)[1:4]:
             site_big.trash_page(page.id)

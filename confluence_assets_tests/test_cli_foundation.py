@@ -131,8 +131,18 @@ def test_doctor_accepts_a_data_center_token_instead_of_email(migrated_db_url):
     env = all_settings(migrated_db_url)
     del env["CONFLUENCE_EMAIL"], env["CONFLUENCE_API_TOKEN"]
     env["CONFLUENCE_PAT"] = "dc-sekrit-pat-0042"
+    env["CONFLUENCE_URL"] = "https://confluence.example.com"
     result = run_cli("doctor", "--offline", env=env)
-    assert "OK   confluence: https://example.atlassian.net/wiki with a personal access token" in result.stdout
+    assert (
+        "OK   confluence: https://confluence.example.com with a personal access token (Bearer): Data Center"
+        in result.stdout
+    )
+    assert "dc-sekrit-pat-0042" not in result.stdout
+    # Cloud takes no personal access token: said before any request is made
+    env["CONFLUENCE_URL"] = "https://example.atlassian.net/wiki"
+    result = run_cli("doctor", "--offline", env=env)
+    assert "FAIL confluence: https://example.atlassian.net/wiki with a personal access token" in result.stdout
+    assert "Cloud does not take a personal access token" in result.stdout
     assert "dc-sekrit-pat-0042" not in result.stdout
 
 

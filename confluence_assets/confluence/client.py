@@ -6,7 +6,8 @@ on status codes. We hand the client a ``requests.Session`` whose urllib3 ``Retry
 errors, read timeouts and 429/5xx with capped exponential backoff plus jitter, honours ``Retry-After``
 up to a cap, and counts every attempt so runs can report their API calls.
 
-Pagination follows ``_links.next`` joined onto ``_links.base`` (Cloud deprecated ``start`` on search) and
+Pagination follows ``_links.next`` on the URL requests go to (the site, or the API gateway: confluence.sites;
+Cloud deprecated ``start`` on search) and
 never infers the end from a short page (fewer results than ``limit``, or none, can still have a ``next``
 link); a listing that cannot be finished raises, never ends silently. Attachments beyond the 25 of the
 ``children.attachment`` expansion: :meth:`ConfluenceAPI.complete_attachments`; restriction subjects beyond
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 from atlassian import Confluence
@@ -32,7 +32,17 @@ from confluence_assets.confluence import errors
 from confluence_assets.confluence import ratelimit as rl
 from confluence_assets.confluence.permissions import RESTRICTION_EXPAND, settle_read_restriction
 from confluence_assets.confluence.ratelimit import RequestStats, RetryPolicy
-from confluence_assets.confluence.responses import join_url, page_url, resolve_next
+from confluence_assets.confluence.responses import (
+    clean_text,
+    join_url,
+    json_body,
+    page_from_v2,
+    page_url,
+    resolve_next,
+    with_limit,
+    with_link_header,
+)
+from confluence_assets.confluence.sites import site_form
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +74,6 @@ MAX_ATTACHMENT_REQUESTS = 100  # per page: beyond that the list is kept as far a
 
 # Collections that exist on every Confluence: a 404 there means the URL is not Confluence's REST root.
 COLLECTION_PATHS = ("rest/api/content/search", "rest/api/space", "rest/api/search", "rest/api/content")
-# PostgreSQL text cannot hold NUL, nor UTF-8 hold a lone surrogate (what JSON escapes of invalid UTF-8
-# decode to); one such character in one page must not fail the staging of a whole batch.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def clean_text(value: Any) -> Any:
-    """``value`` (parsed JSON) with NUL characters and lone surrogates replaced by U+FFFD."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
-    if isinstance(value, dict):
-        return {clean_text(k): clean_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean_text(v) for v in value]
-    return value
-
-
 # The change sensor's probes (one cheap request per space, many spaces per tick, Dagster's 60 s sensor
 # timeout) must never wait like a sync does: a short timeout, one retry, a server's Retry-After honoured
 # for a few seconds at most. A space still failing is reported in the tick and probed again next tick.
@@ -118,13 +112,11 @@ class ConfluenceAPI:
         max_concurrent_requests: int | None = None,
         request_gate: Callable[[], float] | None = None,
     ) -> None:
-        if not url or not url.startswith(("http://", "https://")):
-            raise errors.ConfluenceConfigError(f"{settings.CONFLUENCE_URL} must be an http(s) URL, got {url!r}")
-        self.url = url.rstrip("/")
+        self.form = site_form(url, bearer=bool(personal_access_token))  # Cloud site, gateway, Data Center
+        self.url = self.form.api_base  # where requests go; links in responses point at the site
+        self.has_v2 = self.form.has_v2  # None: learnt from the first v2 request (404: Data Center)
         self.page_size = page_size
         self.stats = RequestStats()
-        cloud_hint = f"{settings.CONFLUENCE_EMAIL} and {settings.CONFLUENCE_API_TOKEN}"
-        self._credential_hint = settings.CONFLUENCE_PAT if personal_access_token else cloud_hint
         session = requests.Session()
         self._gate = request_gate
         self.retry = retry or RetryPolicy()
@@ -157,19 +149,30 @@ class ConfluenceAPI:
                 f"(Cloud) or {settings.CONFLUENCE_PAT} (Data Center)"
             )
         self._client = Confluence(self.url, **kwargs)
-        self.site_base = self.url  # replaced by _links.base from the first response
+        self._site_base: str | None = None  # the site's wiki base: _links.base of the responses
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.stats.responses += 1
         self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
 
+    @property
+    def site_base(self) -> str:
+        """The site's wiki base (``_links.base``), what page URLs for readers are made of. Through the API
+        gateway it is not the URL requests go to: learnt from the first response, or from one request."""
+        if self._site_base is None and self.form.cloud_id:
+            self.get_json("api/v2/spaces", {"limit": 1})
+        return self._site_base or self.url
+
     # -- low level ---------------------------------------------------------------------------------------
     def get_json(self, path: str, params: dict[str, Any] | None = None, *, absolute: bool = False) -> dict:
-        """GET a REST path (relative to the base URL) or an absolute URL; errors translated."""
+        """GET a REST path (relative to the base URL) or an absolute URL; errors translated. A v2 list's
+        ``Link: rel="next"`` header becomes its ``_links.next`` when the body has none."""
         shown = path if absolute else join_url(self.url, path)
         shown = shown.split("?", 1)[0]
         try:
-            data = self._client.get(path, params=params, absolute=absolute)
+            response = self._client.get(path, params=params, absolute=absolute, advanced_mode=True)
+            self._client.raise_for_status(response)
+            data = json_body(response)
         except requests.HTTPError as exc:
             raise self._translate(exc, shown) from None
         except requests.exceptions.RetryError as exc:
@@ -184,10 +187,10 @@ class ConfluenceAPI:
                 f"{shown} did not answer with JSON: is {settings.CONFLUENCE_URL} right? "
                 "Confluence Cloud URLs end in /wiki (https://your-site.atlassian.net/wiki)"
             )
-        data = clean_text(data)
+        data = with_link_header(clean_text(data), response.links)
         base = (data.get("_links") or {}).get("base")
         if base:
-            self.site_base = base.rstrip("/")
+            self._site_base = base.rstrip("/")
         return data
 
     def _translate(self, exc: requests.HTTPError, shown: str) -> errors.ConfluenceError:
@@ -195,10 +198,11 @@ class ConfluenceAPI:
         message = str(exc)[:300]
         if status == 401:
             return errors.ConfluenceAuthError(
-                f"Confluence at {self.url} rejected the credentials (HTTP 401): check {self._credential_hint}"
+                f"Confluence at {self.url} rejected the credentials (HTTP 401): {self.form.refusal_hint(401)}"
             )
         if status == 403:
-            return errors.ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}")
+            hint = f" ({self.form.refusal_hint(403)})" if self.form.cloud_id else ""
+            return errors.ConfluencePermissionError(f"{shown}: permission denied (HTTP 403): {message}{hint}")
         if status == 404:
             if shown.rstrip("/").endswith(COLLECTION_PATHS):
                 return errors.ConfluenceConfigError(
@@ -228,7 +232,10 @@ class ConfluenceAPI:
         finished raises ConfluenceUnavailableError: a listing cut short must never look complete, or
         reconciliation would take the pages after the cut for deleted ones.
         """
-        data = self.get_json(path, params)
+        yield from self._follow(self.get_json(path, params), path)
+
+    def _follow(self, data: dict, path: str) -> Iterator[dict]:
+        """The results of ``data`` (the first page of ``path``) and of every page after it."""
         shown = join_url(self.url, path)
         current: str | None = None
         followed: set[str] = set()
@@ -237,7 +244,7 @@ class ConfluenceAPI:
             results = data.get("results") or []
             yield from results
             empty_in_a_row = 0 if results else empty_in_a_row + 1
-            nxt = resolve_next(data.get("_links") or {}, self.url)
+            nxt = resolve_next(data.get("_links") or {}, self.url, self._site_base)
             if nxt is None:
                 return
             if nxt == current:
@@ -259,8 +266,31 @@ class ConfluenceAPI:
             data = self.get_json(nxt, absolute=True)
 
     # -- the calls of the sync ---------------------------------------------------------------------------
+    def _v2_first(self, path: str, params: dict[str, Any]) -> dict | None:
+        """The first answer of a v2 request, or None when the site has no v2 API (Data Center: 404; then
+        remembered, and v1 is asked from then on). Cloud's deprecated v1 equivalents may answer 410."""
+        if self.has_v2 is False:
+            return None
+        try:
+            data = self.get_json(path, params)
+        except errors.ConfluenceNotFoundError:
+            if self.has_v2 is None and not path.endswith("/spaces"):  # a missing item, or no v2 at all?
+                self._v2_first("api/v2/spaces", {"limit": 1})
+            if self.has_v2:  # Cloud: the thing asked for is missing
+                raise
+            self.has_v2 = False
+            return None
+        self.has_v2 = True
+        return data
+
     def list_spaces(self) -> Iterator[dict]:
-        """Every space the user can see (global and personal, any status)."""
+        """Every space the user can see (global and personal, any status): v2 ``/spaces`` (cursor pages of
+        250) where there is v2, else v1 ``/space``. Either shape reads as responses.Space.from_api."""
+        v2_params = {"limit": 250, "description-format": "plain"}
+        first = self._v2_first("api/v2/spaces", v2_params)
+        if first is not None:
+            yield from self._follow(first, "api/v2/spaces")
+            return
         yield from self.paginate("rest/api/space", {"limit": 250, "expand": "description.plain"})
 
     def search_pages(self, cql: str, *, expand: str = SYNC_EXPAND, limit: int | None = None) -> Iterator[dict]:
@@ -299,7 +329,7 @@ class ConfluenceAPI:
             results = data.get("results") or []
             if results:
                 return FirstMatch(results[0], requests=requests_made)
-            nxt = resolve_next(data.get("_links") or {}, self.url)
+            nxt = resolve_next(data.get("_links") or {}, self.url, self._site_base)
             if nxt is None:
                 return FirstMatch(None, requests=requests_made)
             if requests_made > max_follows:
@@ -308,9 +338,14 @@ class ConfluenceAPI:
             requests_made += 1
 
     def get_page(self, page_id: str, *, expand: str = SYNC_EXPAND) -> dict | None:
-        """One page, or None when it is gone (404)."""
+        """One page in the v1 shape, or None when it is gone (404). Cloud: v2 ``/pages/{id}`` with its
+        storage body and labels (responses.page_from_v2; ``expand`` is v1's, for Data Center)."""
+        path = f"api/v2/pages/{quote(page_id, safe='')}"
         try:
-            return self.get_json(f"rest/api/content/{page_id}", {"expand": expand})
+            data = self._v2_first(path, {"body-format": "storage", "include-labels": "true"})
+            if data is not None:
+                return page_from_v2(data)
+            return self.get_json(f"rest/api/content/{quote(page_id, safe='')}", {"expand": expand})
         except errors.ConfluenceNotFoundError:
             return None
 
@@ -322,7 +357,7 @@ class ConfluenceAPI:
         if not isinstance(listing, dict):
             return 0
         links = listing.get("_links") or {}
-        nxt = resolve_next(links, self.site_base)
+        nxt = resolve_next(links, self.url, self._site_base)
         results = list(listing.get("results") or [])
         seen = {a.get("id") for a in results if isinstance(a, dict)}
         requests_made = 0
@@ -330,13 +365,13 @@ class ConfluenceAPI:
         try:
             while nxt and nxt not in followed and requests_made < MAX_ATTACHMENT_REQUESTS:
                 followed.add(nxt)
-                data = self.get_json(_with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
+                data = self.get_json(with_limit(nxt, ATTACHMENT_PAGE), absolute=True)
                 requests_made += 1
                 for att in data.get("results") or []:
                     if isinstance(att, dict) and att.get("id") not in seen:
                         seen.add(att.get("id"))
                         results.append(att)
-                nxt = resolve_next(data.get("_links") or {}, self.site_base)
+                nxt = resolve_next(data.get("_links") or {}, self.url, self._site_base)
         except Exception as exc:  # the attachments a page lists are worth a warning, not the sync
             log.warning("page %s: could not list all its attachments (%s); kept %d", page.get("id"), exc, len(results))
         if requests_made:
@@ -353,13 +388,6 @@ class ConfluenceAPI:
         close_gate = getattr(self._gate, "close", None)
         if close_gate is not None:  # the shared budget's database connection
             close_gate()
-
-
-def _with_limit(url: str, limit: int) -> str:
-    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def _reason(exc: Exception) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 
 def parse_when(value: str) -> datetime:
@@ -41,26 +41,78 @@ def page_version(page: dict) -> tuple[int, datetime]:
         ) from None
 
 
+# PostgreSQL text cannot hold NUL, nor UTF-8 hold a lone surrogate (what JSON escapes of invalid UTF-8
+# decode to); one such character in one page must not fail the staging of a whole batch.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> Any:
+    """``value`` (parsed JSON) with NUL characters and lone surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
+
+
+def json_body(response: Any) -> Any:
+    """A ``requests.Response``'s body as the library's ``get`` reads it: JSON, else the text (None when empty)."""
+    if not response.text:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
 def join_url(base: str, path: str) -> str:
     """``path`` under ``base``, with exactly one ``/`` between them."""
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
-def resolve_next(links: dict, fallback_base: str) -> str | None:
-    """Absolute URL of ``_links.next``: joined onto ``_links.base``, or onto the origin when the link
-    already carries the context path (``/wiki/rest/...``)."""
+def resolve_next(links: dict, api_base: str, site_base: str | None = None) -> str | None:
+    """Absolute URL of ``_links.next``, on ``api_base`` (where requests go: the site's wiki base, or the API
+    gateway's ``https://api.atlassian.com/ex/confluence/<cloudId>/wiki``). Links are written for the site
+    (``_links.base``, else ``site_base``): a relative one is joined onto ``api_base``, without the context
+    path when it carries it (v2's ``/wiki/api/v2/...``, some v1 ones); an absolute one on the site is moved
+    onto ``api_base``, so that following it keeps the gateway and its credentials."""
     nxt = links.get("next")
     if not nxt:
         return None
+    site = (links.get("base") or site_base or api_base).rstrip("/")
     if nxt.startswith(("http://", "https://")):
-        return nxt
-    base = links.get("base") or fallback_base
-    parts = urlsplit(base)
-    # v1 links are relative to the base; v2 links (and some v1 ones) already carry the context path.
-    for prefix in ((links.get("context") or "").rstrip("/"), parts.path.rstrip("/")):
+        return rebase(nxt, site, api_base)
+    for prefix in ((links.get("context") or "").rstrip("/"), urlsplit(site).path.rstrip("/")):
         if prefix and nxt.startswith(prefix + "/"):
-            return f"{parts.scheme}://{parts.netloc}{nxt}"
-    return join_url(base, nxt)
+            return join_url(api_base, nxt[len(prefix) :])
+    return join_url(api_base, nxt)
+
+
+def rebase(url: str, site_base: str, api_base: str) -> str:
+    """``url`` on ``api_base`` when it is under ``site_base`` (a gateway client reading site links)."""
+    site = site_base.rstrip("/")
+    if url == site or url.startswith(site + "/") or url.startswith(site + "?"):
+        return api_base.rstrip("/") + url[len(site) :]
+    return url
+
+
+def with_link_header(data: dict, header_links: Mapping[str, Mapping[str, str]]) -> dict:
+    """``data`` with the ``Link: <...>; rel="next"`` header's URL as ``_links.next`` when the body has none
+    (v2 lists say ``next`` in both places; the header is the documented one)."""
+    nxt = (header_links.get("next") or {}).get("url")
+    links = data.get("_links") if isinstance(data.get("_links"), dict) else None
+    if nxt and not (links or {}).get("next"):
+        data["_links"] = {**(links or {}), "next": nxt}
+    return data
+
+
+def with_limit(url: str, limit: int) -> str:
+    """``url`` asking for ``limit`` results per page (an expansion's next link asks for its 25)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 def web_url(site_base: str, link: str) -> str:
@@ -103,18 +155,54 @@ class Space:
 
     @classmethod
     def from_api(cls, data: dict, site_base: str) -> Space:
-        """A space of ``/rest/api/space`` (``expand=description.plain``)."""
+        """A space of v1 ``/rest/api/space`` (``expand=description.plain``) or of v2 ``/api/v2/spaces``
+        (``description-format=plain``): both put the description at ``description.plain.value``. v2's
+        newer space types (``collaboration``, ``knowledge_base``, ...) are what v1 calls ``global``."""
         webui = (data.get("_links") or {}).get("webui")
         description = ((data.get("description") or {}).get("plain") or {}).get("value")
+        kind = data.get("type") or "global"
         return cls(
             key=data["key"],
             name=data.get("name") or data["key"],
-            type=data.get("type") or "global",
+            type=kind if kind == "personal" else "global",
             status=data.get("status") or "current",
             id=str(data["id"]) if data.get("id") is not None else None,
             url=web_url(site_base, webui) if webui else None,
             description=description or None,
         )
+
+
+def page_from_v2(data: dict) -> dict:
+    """A v2 page (``/api/v2/pages/{id}?body-format=storage&include-labels=true``) in the v1 content shape
+    the rest of the code reads: ``type``, ``version.number``/``when``/``by``, ``body.storage``,
+    ``history.createdDate``, ``metadata.labels``, ``space.id``, ``_links``. What v1 would expand that one v2
+    request does not give (ancestors, children, restrictions, the space's key) is left out."""
+    version = data.get("version") if isinstance(data.get("version"), dict) else {}
+    storage = ((data.get("body") or {}).get("storage") or {}) if isinstance(data.get("body"), dict) else {}
+    labels = (data.get("labels") or {}).get("results") if isinstance(data.get("labels"), dict) else None
+    page: dict[str, Any] = {
+        "id": str(data.get("id") or ""),
+        "type": PAGE,
+        "status": data.get("status") or "current",
+        "title": data.get("title") or "",
+        "version": {
+            "number": version.get("number"),
+            "when": version.get("createdAt"),
+            "message": version.get("message") or "",
+            "minorEdit": bool(version.get("minorEdit")),
+            "by": {"accountId": version.get("authorId")},
+        },
+        "history": {"createdDate": data.get("createdAt"), "createdBy": {"accountId": data.get("authorId")}},
+        "space": {"id": data.get("spaceId")},
+        "_links": dict(data.get("_links") or {}),
+    }
+    if storage:
+        page["body"] = {"storage": {"value": storage.get("value") or "", "representation": "storage"}}
+    if labels is not None:
+        page["metadata"] = {"labels": {"results": [dict(lb) for lb in labels if isinstance(lb, dict)]}}
+    if data.get("parentId"):
+        page["parentId"], page["parentType"] = str(data["parentId"]), data.get("parentType") or PAGE
+    return page
 
 
 # Content types. Pages live in a tree whose other nodes (Cloud, 2024+) are folders, whiteboards, databases

@@ -35,7 +35,10 @@ from confluence_assets.settings import (
 class ConfluenceResource(dg.ConfigurableResource):
     """Confluence Cloud (email + API token, Basic) or Data Center (personal access token, Bearer)."""
 
-    url: str = Field(description="Base URL, e.g. https://your-site.atlassian.net/wiki or a Data Center URL")
+    url: str = Field(
+        description="Base URL: https://your-site.atlassian.net/wiki, https://api.atlassian.com/ex/confluence/<cloudId> "
+        "(a scoped token) or a Data Center URL"
+    )
     email: str | None = Field(default=None, description="Cloud: the account's email")
     api_token: str | None = Field(default=None, description="Cloud: an API token (use an EnvVar)")
     personal_access_token: str | None = Field(default=None, description="Data Center: a PAT (use an EnvVar)")

@@ -7,12 +7,16 @@ expanded, 200 with other expansions, 1000 with none; 250 on v2), search and v2 p
 and may end on an empty page, permissions are applied after the page is cut (short pages before the
 end), v1 ``next`` links are relative to ``_links.base`` while v2 ones include the context path, CQL never
 returns trashed content, and content you may not read is 404, like content that does not exist.
+The same API is served under ``/ex/confluence/<cloudId>`` as the API gateway does (scoped tokens there,
+classic ones on the site); a ``flavour`` makes it stricter: Cloud's (no personal access tokens) or Data
+Center's (no v2, no deprecations, token-bucket headers).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import math
 import re
 import time
@@ -30,6 +34,7 @@ from confluence_assets.sandbox.nodes import NodeRoutes
 from confluence_assets.sandbox.paging import BadParameter, int_param, keyset_window, link, offset_window
 from confluence_assets.sandbox.permissions import PermissionRoutes
 from confluence_assets.sandbox.ratelimits import BURST_REASON, RateLimit, Verdict, too_many_requests_body
+from confluence_assets.sandbox.ratelimits import DATA_CENTER as DC_RATE_STYLE
 from confluence_assets.sandbox.shapes import Renderer, Tree, parse_expand
 from confluence_assets.sandbox.site import Attachment, Page, Site, SiteError, User
 
@@ -44,6 +49,9 @@ DEPRECATED_V1 = {"/rest/api/space": "/api/v2/spaces", "/rest/api/content/{id}": 
 DEPRECATION_LINK = "https://developer.atlassian.com/cloud/confluence/changelog/#CHANGE-864"
 DEPRECATED_SINCE = "@1677628800"  # RFC 9745 form: 2023-03-01, when CHANGE-864's deprecation period began
 GONE_MESSAGE = "This deprecated endpoint has been removed"
+# The API gateway: https://api.atlassian.com/ex/confluence/{cloudId}/wiki/... (scoped tokens, service accounts).
+GATEWAY_PREFIX = "/ex/confluence/"
+CLOUD, DATA_CENTER = "cloud", "datacenter"  # a server's flavour (None: lenient, both kinds of credentials)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class Limits:
     search_expand_max: int = 200  # ... with expansions other than body (restrictions, version, ...)
     search_body_max: int = 50  # ... with body expanded
     v2_max: int = 250
+    # Cloud's GET /rest/api/content refuses a start beyond this with 400 (Atlassian, October 2022: "Limit
+    # placed on start parameter in Get Content API endpoint"); Data Center has no such limit.
+    content_max_start: int = 15_000
 
 
 class HttpError(Exception):
@@ -100,11 +111,15 @@ def _storage_value(data: dict) -> str:
 
 
 class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoutes, App):
-    def __init__(self, site: Site, context_path: str, limits: Limits, *, v1_removed: bool = False) -> None:
+    def __init__(
+        self, site: Site, context_path: str, limits: Limits, *, v1_removed: bool = False, flavour: str | None = None
+    ) -> None:
         self.site = site
         self.context = context_path
         self.limits = limits
         self.v1_removed = v1_removed  # the deprecated v1 endpoints answer 410 Gone (OAuth/gateway in 2026)
+        # CLOUD: Bearer personal access tokens refused (Cloud has none); DATA_CENTER: no v2 API (404).
+        self.flavour = flavour
         self.base_url = ""  # set when the server has its port
         self._cache: dict[tuple, tuple[list, list]] = {}
         v1, v2 = "/rest/api", "/api/v2"
@@ -147,8 +162,17 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     # ------------------------------------------------------------------ plumbing
 
+    def _through_gateway(self, request: Request) -> tuple[str, bool]:
+        """The request's path on the site, and whether it came through ``/ex/confluence/<cloudId>``."""
+        prefix = GATEWAY_PREFIX + self.site.cloud_id
+        if request.path.startswith(prefix + "/"):
+            return request.path[len(prefix) :], True
+        return request.path, False
+
     def _match(self, request: Request):
-        path = request.path
+        path, _ = self._through_gateway(request)
+        if self.flavour == DATA_CENTER and path.startswith(self.context + "/api/v2/"):
+            return None, None, None  # Data Center has no v2 API
         if self.context:
             if not path.startswith(self.context + "/"):
                 return None, None, None
@@ -163,7 +187,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         if media := self.media_endpoint(request):  # the media store, outside the context path
             return media
         template, _, _ = self._match(request)
-        return f"{request.method} {self.context}{template}" if template else f"{request.method} {request.path}"
+        gateway = GATEWAY_PREFIX + "{cloudId}" if self._through_gateway(request)[1] else ""
+        return f"{request.method} {gateway}{self.context}{template}" if template else f"{request.method} {request.path}"
 
     def response_headers(self, request: Request, endpoint: str) -> dict[str, str]:
         # Atlassian support asks for the atl-traceid of a failing request; every response carries one.
@@ -175,7 +200,7 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     def _deprecated(self, request: Request) -> bool:
         template, _, _ = self._match(request)
-        return request.method == "GET" and template in DEPRECATED_V1
+        return request.method == "GET" and template in DEPRECATED_V1 and self.flavour != DATA_CENTER
 
     def rate_limited_response(self, request: Request, verdict: Verdict) -> Response:
         return Response.json(429, too_many_requests_body(verdict.reason or BURST_REASON))
@@ -191,8 +216,11 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
             return Response(404, b"<html><body>Page not found</body></html>", "text/html;charset=UTF-8")
         if self.v1_removed and self._deprecated(request):
             return self._error(request, 410, GONE_MESSAGE)
-        user = self._authenticate(request)
+        gateway = self._through_gateway(request)[1]
+        user = self._authenticate(request, gateway=gateway)
         if user is None:
+            if gateway:  # the gateway's own answer, not Confluence's
+                return Response.json(401, {"code": 401, "message": "Unauthorized"})
             if request.headers.get("Authorization", "").lower().startswith("basic "):
                 return Response(
                     401,
@@ -221,15 +249,17 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         except BadParameter as exc:
             return self._error(request, 400, str(exc))
 
-    def _authenticate(self, request: Request) -> User | None:
+    def _authenticate(self, request: Request, *, gateway: bool = False) -> User | None:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             try:
                 email, _, token = base64.b64decode(credentials.strip()).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return None
-            return self.site.user_for_basic(email, token)
-        if scheme.lower() == "bearer" and credentials.strip():
+            return self.site.user_for_basic(email, token, gateway=gateway)
+        # Bearer: Data Center's personal access tokens; Cloud has none (its Bearer tokens are OAuth 2.0's,
+        # which the sandbox does not issue), so a Cloud-flavoured site or the gateway refuses them.
+        if scheme.lower() == "bearer" and credentials.strip() and not gateway and self.flavour != CLOUD:
             return self.site.user_for_bearer(credentials.strip())
         return None
 
@@ -354,6 +384,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
                 key=lambda p: p.numeric_id,
             )
         start = int_param(request.param("start"), "start", 0)
+        if start > self.limits.content_max_start and self.flavour != DATA_CENTER:
+            raise HttpError(400, f"start must not be greater than {self.limits.content_max_start}")
         limit = self._limit(request, self.limits.default, self.limits.v1_max)
         window, next_start = offset_window(pages, start, limit)
         expand = parse_expand(request.param("expand"))
@@ -490,7 +522,10 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         cursor = request.param("cursor")
         if request.empty_page:  # a fault: nothing here, but go on (the same request again)
             return docs, [], limit, start, link(path, request.query, {"next": "true"})
-        window, next_cursor = keyset_window(docs, keys, cursor, limit, 0 if cursor else start)
+        # Search pages by the cursor it carries, not by offset: a start past the matches (Cloud measured
+        # start=100001 with 9 matches answering a row, brekkylab/backlot#323) does not empty the page.
+        offset = 0 if cursor or (start >= len(docs) and self.flavour != DATA_CENTER) else start
+        window, next_cursor = keyset_window(docs, keys, cursor, limit, offset)
         visible = [d for d in window if self.site.can_read(user, d)]
         nxt = None
         if next_cursor is not None:
@@ -605,7 +640,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
             key=lambda s: s.id,
         )
         r = self._renderer()
-        return self._v2_list(request, "/api/v2/spaces", spaces, [(s.id,) for s in spaces], r.space_v2)
+        render = lambda s: r.space_v2(s, request.param("description-format"))  # noqa: E731
+        return self._v2_list(request, "/api/v2/spaces", spaces, [(s.id,) for s in spaces], render)
 
     def _v2_space_by_id(self, user: User, sid: str):
         for key, space in self.site.spaces.items():
@@ -614,7 +650,7 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
         raise HttpError(404, "Not Found")
 
     def v2_space(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
-        out = self._renderer().space_v2(self._v2_space_by_id(user, id))
+        out = self._renderer().space_v2(self._v2_space_by_id(user, id), request.param("description-format"))
         out["_links"]["base"] = self.base_url
         return self._ok(out)
 
@@ -645,7 +681,8 @@ class ConfluenceApp(AttachmentRoutes, CommentRoutes, NodeRoutes, PermissionRoute
 
     def v2_page(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         page = self._of_kind(id, user, "page", self._statuses(request))
-        return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True))
+        labels = request.param("include-labels") == "true"
+        return self._ok(self._renderer().page_v2(page, request.param("body-format"), top=True, labels=labels))
 
     def v2_children(self, request: Request, user: User, id: str) -> _Ok:  # noqa: A002
         parent = self._of_kind(id, user, "page")
@@ -677,14 +714,22 @@ class ConfluenceServer(ServerBase):
         user: User | None = None,
         rate_limit: RateLimit | None = None,
         v1_removed: bool = False,
+        flavour: str | None = None,
     ) -> None:
         """``rate_limit``: a token bucket and its headers on every response (sandbox/ratelimits.py; None:
-        no rate limit); ``v1_removed``: the deprecated v1 endpoints (DEPRECATED_V1) answer 410 Gone."""
+        no rate limit); ``v1_removed``: the deprecated v1 endpoints (DEPRECATED_V1) answer 410 Gone;
+        ``flavour``: CLOUD refuses personal access tokens as Cloud does, DATA_CENTER has no v2 API (404);
+        None (the default) takes either credential and serves both APIs. The same API is also served
+        under ``/ex/confluence/<cloudId>`` as the API gateway does (``gateway_url``, scoped tokens)."""
+        if flavour not in (None, CLOUD, DATA_CENTER):
+            raise ValueError(f"flavour must be {CLOUD!r}, {DATA_CENTER!r} or None, got {flavour!r}")
         context_path = "/" + context_path.strip("/") if context_path.strip("/") else ""
         self.site = site
         self.context_path = context_path
         self.user = user or site.default_user
-        app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed)
+        if flavour == DATA_CENTER and rate_limit is not None:  # Data Center's token-bucket headers
+            rate_limit = dataclasses.replace(rate_limit, style=DC_RATE_STYLE)
+        app = ConfluenceApp(site, context_path, limits or Limits(), v1_removed=v1_removed, flavour=flavour)
         super().__init__(app, host=host, port=port)
         self.set_rate_limit(rate_limit)
 
@@ -699,6 +744,19 @@ class ConfluenceServer(ServerBase):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{self.context_path}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The site through the API gateway: ``CONFLUENCE_URL`` for scoped tokens (``/wiki`` is added)."""
+        return f"http://{self.host}:{self.port}{GATEWAY_PREFIX}{self.site.cloud_id}"
+
+    @property
+    def cloud_id(self) -> str:
+        return self.site.cloud_id
+
+    @property
+    def scoped_token(self) -> str | None:
+        return self.user.scoped_token
 
     @property
     def email(self) -> str:

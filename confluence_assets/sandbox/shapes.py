@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from confluence_assets.sandbox.clock import friendly, iso
 from confluence_assets.sandbox.nodes import webui as node_webui
+from confluence_assets.sandbox.paging import encode_cursor
 from confluence_assets.sandbox.permissions import restrictions_expansion, space_permissions_v1
 from confluence_assets.sandbox.site import Attachment, Label, Page, Site, Space, User
 from confluence_assets.sandbox.view import ViewRenderer
@@ -24,6 +25,7 @@ Tree = dict[str, "Tree"]
 
 CHILDREN_EXPANSION_LIMIT = 25  # expanded children lists are truncated, with a next link, as in Cloud
 LABELS_EXPANSION_LIMIT = 200
+V2_INCLUDED_LABELS = 50  # v2 include-labels: the first 50, then a cursor (the v2 reference: "up to 50")
 
 
 def parse_expand(expand: str | None, prefix: str | None = None) -> Tree:
@@ -421,7 +423,21 @@ class Renderer:
 
     # ------------------------------------------------------------------ v2
 
-    def page_v2(self, page: Page, body_format: str | None, *, top: bool = False) -> dict:
+    def labels_v2(self, page: Page) -> dict:
+        """``include-labels=true``: the first labels by id (the v2 reference's LabelArray: ``results``,
+        ``meta.hasMore``/``cursor``, ``_links``; the rest from ``/pages/{id}/labels`` after the cursor)."""
+        labels = sorted(page.labels, key=lambda lb: int(lb.id))
+        shown = labels[:V2_INCLUDED_LABELS]
+        path = f"{self.context}/api/v2/pages/{page.id}/labels"
+        cursor = encode_cursor((int(shown[-1].id),)) if len(labels) > len(shown) else None
+        links = {"self": path, **({"next": f"{path}?cursor={cursor}"} if cursor else {})}
+        return {
+            "results": [{"id": lb.id, "name": lb.name, "prefix": lb.prefix} for lb in shown],
+            "meta": {"hasMore": cursor is not None, "cursor": cursor},
+            "_links": links,
+        }
+
+    def page_v2(self, page: Page, body_format: str | None, *, top: bool = False, labels: bool = False) -> dict:
         parent = self.site.pages.get(page.parent_id) if page.parent_id else None
         out: dict[str, Any] = {
             "parentId": parent.id if parent else None,
@@ -450,6 +466,8 @@ class Renderer:
         elif body_format in ("view", "export_view"):
             value = self.rendered(page, export=body_format == "export_view")
             out["body"] = {body_format: {"representation": body_format, "value": value}}
+        if labels:
+            out["labels"] = self.labels_v2(page)
         links = {
             "editui": f"/pages/resumedraft.action?draftId={page.id}",
             "webui": self.webui(page),
@@ -470,7 +488,12 @@ class Renderer:
             "childPosition": page.position,
         }
 
-    def space_v2(self, space: Space) -> dict:
+    def space_v2(self, space: Space, description_format: str | None = None) -> dict:
+        """A v2 space (Get spaces / Get space by id): ``description`` only with ``description-format``
+        (``plain`` or ``view``), null otherwise, as the v2 reference's Space has it."""
+        description = None
+        if description_format in ("plain", "view"):
+            description = {description_format: {"representation": description_format, "value": space.description}}
         return {
             "id": str(space.id),
             "key": space.key,
@@ -482,7 +505,7 @@ class Renderer:
             "homepageId": space.homepage_id,
             "spaceOwnerId": space.creator_id,
             "currentActiveAlias": space.key,
-            "description": None,
+            "description": description,
             "icon": None,
             "_links": {"webui": f"/spaces/{space.key}"},
         }

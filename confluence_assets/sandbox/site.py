@@ -30,6 +30,7 @@ DEFAULT_TIMEZONE = "Asia/Seoul"
 DEFAULT_EMAIL = "sandbox@example.com"
 DEFAULT_API_TOKEN = "sandbox-api-token"  # noqa: S105 - a fixed fake credential of the offline sandbox
 DEFAULT_PAT = "sandbox-personal-access-token"  # noqa: S105
+DEFAULT_SCOPED_TOKEN = "sandbox-scoped-api-token"  # noqa: S105
 
 
 class SiteError(ValueError):
@@ -43,6 +44,7 @@ class User:
     email: str
     api_token: str | None = None
     pat: str | None = None
+    scoped_token: str | None = None  # a scoped API token: accepted through the API gateway only
 
 
 @dataclass(slots=True)
@@ -137,6 +139,7 @@ class Site(SitePermissions, SiteNodes, SiteAttachments, SiteComments):
         email: str = DEFAULT_EMAIL,
         api_token: str = DEFAULT_API_TOKEN,
         pat: str = DEFAULT_PAT,
+        scoped_token: str = DEFAULT_SCOPED_TOKEN,
     ) -> None:
         self.lock = threading.RLock()
         self.timezone = ZoneInfo(timezone)
@@ -157,7 +160,12 @@ class Site(SitePermissions, SiteNodes, SiteAttachments, SiteComments):
         self._init_permissions()  # the default group every user joins
         self._init_comments()  # comments of pages and blog posts (sandbox/comments.py)
         self.default_user = self.add_user(
-            "Sandbox User", email=email, api_token=api_token, pat=pat, account_id="557058:sandbox-default-user"
+            "Sandbox User",
+            email=email,
+            api_token=api_token,
+            pat=pat,
+            scoped_token=scoped_token,
+            account_id="557058:sandbox-default-user",
         )
 
     # ----------------------------------------------------------------- identities and configuration
@@ -188,6 +196,7 @@ class Site(SitePermissions, SiteNodes, SiteAttachments, SiteComments):
         account_id: str | None = None,
         api_token: str | None = None,
         pat: str | None = None,
+        scoped_token: str | None = None,
     ) -> User:
         with self.lock:
             self.generation += 1
@@ -197,15 +206,18 @@ class Site(SitePermissions, SiteNodes, SiteAttachments, SiteComments):
                     digest = hashlib.sha1(f"{display_name}:{n}".encode()).hexdigest()  # noqa: S324 - an id
                     account_id = f"712020:{uuid.UUID(digest[:32])}"
                     n += 1
-            user = User(account_id, display_name, email or "", api_token, pat)
+            user = User(account_id, display_name, email or "", api_token, pat, scoped_token)
             self.users[account_id] = user
             self.default_group.members.add(account_id)  # product access: the default group
             return user
 
-    def user_for_basic(self, email: str, token: str) -> User | None:
+    def user_for_basic(self, email: str, token: str, *, gateway: bool = False) -> User | None:
+        """The user of e-mail + token: a classic API token on the site, a scoped one through the gateway
+        (Atlassian's "Scoped API Tokens in Confluence Cloud": scoped tokens use api.atlassian.com)."""
         with self.lock:
             for user in self.users.values():
-                if user.api_token and user.email.lower() == email.lower() and _same(user.api_token, token):
+                expected = user.scoped_token if gateway else user.api_token
+                if expected and user.email.lower() == email.lower() and _same(expected, token):
                     return user
         return None
 

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import psycopg
 
-from confluence_assets.confluence.client import ConfluenceAPI, clean_text
+from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import comments_cql
 from confluence_assets.confluence.downloads import DownloadError, download_attachment, listed_version
 from confluence_assets.confluence.keys import source_id_for
+from confluence_assets.confluence.responses import clean_text
 from confluence_assets.content.comments import PageComment, comment_from_v1
 from confluence_assets.extract import EXTRACTED, EXTRACTOR_VERSION, FAILED, SKIPPED, Extractor, Limits
 from confluence_assets.sync import crashpoints, staging

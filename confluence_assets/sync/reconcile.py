@@ -127,6 +127,8 @@ def list_live_pages(
     validate_space_key(space_key)
     types = set(content_types)
     try:
+        if api.has_v2 is False:  # known Data Center (a personal access token, or an earlier 404): no v2 to ask
+            raise ConfluenceNotFoundError("no v2 API")
         found = api.get_json("api/v2/spaces", {"keys": space_key}).get("results") or []
     except ConfluenceNotFoundError:
         live: dict[str, LivePage] = {}
