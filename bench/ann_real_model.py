@@ -10,7 +10,8 @@ and the sandbox corpus's sentence pool, embedded through the local embeddings se
 so a rerun does not embed again); the queries are the 212 questions of bench/retrieval_questions.json.
 It loads them into the Archon table (384-d column, its HNSW index) of a database "confluence_ann_real" on
 the bench's embedded server, and prints recall@10 of confluence_hybrid_search (vector mode) against exact
-search per hnsw.ef_search, at the default the function picks, and the latency of each.
+search per hnsw.ef_search, at the default the function picks, and the latency of each. The embedded server
+is stopped at the end (the vectors stay cached under --home).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import random
 import re
 import sys
@@ -171,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{percentile(latencies, 95):>6.1f}ms")  # fmt: skip
     print(f"{'exact':>12} {1:>9.3f} {exact_ms:>6.1f}ms (sequential scan, mean)")
     conn.close()
+    if not os.environ.get("DATABASE_URL"):  # the data is loaded again on every run: nothing to keep serving
+        from confluence_assets.db.embedded import stop_embedded_server
+
+        stop_embedded_server(args.home)
     return 0
 
 
