@@ -96,6 +96,7 @@ class LocalModelSource:
     shortenable: frozenset[str] = frozenset()
     no_dimensions: frozenset[str] = frozenset()
     truncates = True
+    imitates_openai = False
 
     def __init__(self, models_home: Path, *, batch_size: int = 32, threads: int | None = None) -> None:
         os.environ.update({k: v for k, v in _OFFLINE_SWITCHES.items() if k not in os.environ})

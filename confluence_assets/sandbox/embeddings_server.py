@@ -53,6 +53,7 @@ class VectorSource(Protocol):
     no_dimensions: frozenset[str]  # models that refuse ``dimensions`` at all (ada-002); others take their own
     max_input_tokens: int
     truncates: bool  # True: an input over the limit is embedded from its head; False: refused (HTTP 400)
+    imitates_openai: bool  # True: errors word for word as OpenAI's; False: they also name the served model
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
@@ -66,6 +67,7 @@ class LexicalSource:
     no_dimensions = frozenset({"text-embedding-ada-002"})
     max_input_tokens = MAX_INPUT_TOKENS
     truncates = False
+    imitates_openai = True
 
     def __init__(self, models: dict[str, int] | None = None) -> None:
         self.models = dict(models or MODELS)
@@ -199,10 +201,11 @@ class EmbeddingsApp(App):
             raise _Invalid(400, "you must provide a model parameter", param="model")
         native = self.models.get(model)
         if native is None:
-            served = ", ".join(self.models)
+            # OpenAI's words; a server of our own model also says which model it serves.
+            served = "" if self.source.imitates_openai else f" (this server serves {', '.join(self.models)})"
             raise _Invalid(
                 404,
-                f"The model `{model}` does not exist or you do not have access to it (this server serves {served}).",
+                f"The model `{model}` does not exist or you do not have access to it{served}.",
                 code="model_not_found",
             )
         dims = self._dimensions(body.get("dimensions"), model, native)
