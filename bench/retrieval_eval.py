@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{name}: synced in {took:.0f} s: {int(totals.get('chunks_created', 0))} chunks, "
                         f"{emb.stats.inputs} inputs embedded in {totals.get('embedding_seconds', 0):.0f} s, "
-                        f"{emb.stats.truncated} truncated by the model"
+                        f"{emb.stats.truncated} truncated by the model, "
+                        f"{int(totals.get('embedding_inputs_over_model_limit', 0))} over its limit by the estimate"
                     )
                 embedder = Embedder(model=model, dimensions=dims, api_key=emb.api_key or "eval", base_url=emb.url)
                 vectors = embedder.embed(texts).vectors
