@@ -88,101 +88,15 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfoNotFoundError
 
     from confluence_assets.sandbox.demo import serve
+    from confluence_assets.sandbox.demo_arguments import apply_setting_defaults
 
-    _apply_sandbox_defaults(args)
+    apply_setting_defaults(args)
     try:
         return serve(args, out=lambda line: print(line, flush=True))
     except ZoneInfoNotFoundError:
         raise CommandError(f"unknown time zone {args.timezone!r} (use an IANA name such as Asia/Seoul)") from None
     except ValueError as exc:  # a malformed fault rule
         raise CommandError(str(exc)) from None
-
-
-# The flags whose default is a setting (their SANDBOX_* environment twins, so that a demo can be configured
-# without flags: SANDBOX_LATENCY=0.05 ./run sandbox): flag destination -> SandboxSettings field.
-_SANDBOX_SETTING_DEFAULTS = {
-    "host": "host",
-    "confluence_port": "confluence_port",
-    "embeddings_port": "embeddings_port",
-    "timezone": "timezone",
-    "latency": "latency_seconds",
-    "faults": "confluence_faults",
-    "embeddings_faults": "embeddings_faults",
-    "rate_limit": "rate_limit",
-    "v1_removed": "v1_removed",
-}
-
-
-def _apply_sandbox_defaults(args: argparse.Namespace) -> None:
-    """Fill the flags left unset from ``settings.load().sandbox``.
-
-    Loaded when the sandbox command runs, not when the parser is built, so that a bad value of some
-    setting never breaks the other commands (``doctor`` above all), and reaches the user as one line.
-    """
-    defaults = settings.load().sandbox
-    for dest, field in _SANDBOX_SETTING_DEFAULTS.items():
-        if getattr(args, dest) is None:
-            setattr(args, dest, getattr(defaults, field))
-
-
-def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
-    # default=None: filled from the settings (SANDBOX_*) by _apply_sandbox_defaults.
-    parser.add_argument("--host", default=None, help=f"address to bind (default ${settings.SANDBOX_HOST} or 127.0.0.1)")
-    parser.add_argument(
-        "--confluence-port",
-        type=int,
-        default=None,
-        help=f"Confluence port (0: any free port; default ${settings.SANDBOX_CONFLUENCE_PORT} or 8090)",
-    )
-    parser.add_argument(
-        "--embeddings-port",
-        type=int,
-        default=None,
-        help=f"embeddings port (0: any free port; default ${settings.SANDBOX_EMBEDDINGS_PORT} or 8091)",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="corpus seed (same seed, same corpus)")
-    parser.add_argument("--spaces", type=int, default=3, help="generated spaces (default 3)")
-    parser.add_argument("--pages-per-space", type=int, default=200, help="pages per generated space (default 200)")
-    parser.add_argument("--samples-space", default="QM", help="space key of the real sample pages (default QM)")
-    parser.add_argument("--no-samples", action="store_true", help="do not load the real sample pages")
-    parser.add_argument("--samples-dir", default=None, help="sample pages (default: the packaged confluence_samples/)")
-    parser.add_argument(
-        "--timezone",
-        default=None,
-        help=f"site time zone CQL dates are read in (default ${settings.SANDBOX_TIMEZONE} or Asia/Seoul)",
-    )
-    parser.add_argument("--context-path", default="/wiki", help='"/wiki" (Cloud, default) or "" (Data Center)')
-    parser.add_argument(
-        "--latency",
-        type=float,
-        default=None,
-        help=f"seconds added to every Confluence request (default ${settings.SANDBOX_LATENCY} or 0)",
-    )
-    parser.add_argument(
-        "--faults",
-        default=None,
-        help=f"Confluence fault rules (default ${settings.SANDBOX_CONFLUENCE_FAULTS}), e.g. "
-        '"endpoint=GET /wiki/rest/api/search,status=429,every=5"',
-    )
-    parser.add_argument(
-        "--embeddings-faults",
-        default=None,
-        help=f"embeddings fault rules (default ${settings.SANDBOX_EMBEDDINGS_FAULTS}), e.g. "
-        '"status=429,retry_after=1,every=10"',
-    )
-    parser.add_argument(
-        "--rate-limit",
-        default=None,
-        help=f"a token bucket with rate-limit headers on every response (default ${settings.SANDBOX_RATE_LIMIT} "
-        'or none): requests per second, e.g. "20", or "capacity=20,fill_rate=10,hourly_quota=5000"',
-    )
-    parser.add_argument(
-        "--v1-removed",
-        action="store_const",
-        const=True,
-        default=None,
-        help=f"deprecated v1 endpoints answer 410 Gone (default ${settings.SANDBOX_V1_REMOVED} or off)",
-    )
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -272,10 +186,25 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embeddings_server(args: argparse.Namespace) -> int:
+    from confluence_assets.embeddings import local_model
+
+    try:
+        return local_model.serve(args, settings.load().database.home / "models", out=lambda x: print(x, flush=True))
+    except local_model.LocalModelError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from confluence_assets import dev
+    from confluence_assets.embeddings.local_model import LocalModelError
 
-    return dev.run(args, out=lambda line: print(line, flush=True))
+    if args.local_embeddings and not args.sandbox:
+        raise CommandError("--local-embeddings serves the sandbox demo: use it with --sandbox (./run dev does)")
+    try:
+        return dev.run(args, out=lambda line: print(line, flush=True))
+    except LocalModelError as exc:  # the extra is missing
+        raise CommandError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     help_ = "serve a Confluence sandbox and an OpenAI-compatible embeddings sandbox (offline demo and tests)"
     p = sub.add_parser("sandbox", help=help_, description=help_)
     p.set_defaults(handler=_cmd_sandbox)
-    _add_sandbox_arguments(p)
+    from confluence_assets.sandbox.demo_arguments import add_arguments as add_sandbox_arguments
+
+    add_sandbox_arguments(p)
 
     p = add("search", _cmd_search, "search the synced Confluence pages (hybrid: meaning + keywords)")
     p.add_argument("query", help='what to look for; keywords accept "phrases", or, and -exclusions')
@@ -345,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print {"principal", "withheld", "results": [...]} as JSON (for tools)',
     )
+
+    help_ = "serve a real embedding model (all-MiniLM-L6-v2, CPU, offline) at an OpenAI-compatible /v1/embeddings"
+    p = sub.add_parser("embeddings-server", help=help_, description=help_ + " (needs the local-embeddings extra)")
+    p.set_defaults(handler=_cmd_embeddings_server)
+    from confluence_assets.embeddings.local_model import add_arguments as add_embeddings_server_arguments
+
+    add_embeddings_server_arguments(p)
 
     help_ = "serve the synced pages to agents over MCP (stdio; --http HOST:PORT for streamable HTTP)"
     p = add("mcp", _cmd_mcp, help_)

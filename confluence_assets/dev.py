@@ -5,7 +5,8 @@ PostgreSQL if needed, applies migrations, prepares DAGSTER_HOME (dagster.yaml wi
 PostgreSQL) and runs ``dg dev`` in its own process group: on the dg project (``[tool.dg]`` in the source
 checkout's pyproject.toml), or on the module ``confluence_assets.definitions`` in a wheel install. With
 ``--sandbox`` it also serves the sandbox Confluence (a generated corpus plus the real sample pages) and the
-lexical embeddings server from this process and points the resources at them. Ctrl-C or SIGTERM stops
+lexical embeddings server from this process and points the resources at them; ``--local-embeddings``
+serves the real local model (all-MiniLM-L6-v2, 384 d, the ``local-embeddings`` extra) instead. Ctrl-C or SIGTERM stops
 everything it started: Dagster's process group, the sandbox servers, and the embedded server.
 """
 
@@ -113,7 +114,17 @@ class SandboxHandle:
             load_samples(self.site, "QM")
             self.spaces.append("QM")
         self.conf = ConfluenceServer(self.site, port=args.sandbox_confluence_port).start()
-        self.emb = EmbeddingsServer(port=args.sandbox_embeddings_port).start()
+        self.model: tuple[str, int] | None = None  # (model, dimensions) when not the settings' own
+        if args.local_embeddings:
+            from confluence_assets.embeddings.local_model import LOCAL_MODEL, local_embeddings_server
+            from confluence_assets.sandbox.embeddings_server import DEFAULT_API_KEY
+
+            self.emb = local_embeddings_server(
+                embedded.assets_home() / "models", port=args.sandbox_embeddings_port, api_key=DEFAULT_API_KEY
+            ).start()
+            self.model = (LOCAL_MODEL, self.emb.source.models[LOCAL_MODEL])
+        else:
+            self.emb = EmbeddingsServer(port=args.sandbox_embeddings_port).start()
         self.timezone = args.sandbox_timezone
 
     def environment(self) -> dict[str, str]:
@@ -122,17 +133,29 @@ class SandboxHandle:
             settings.CONFLUENCE_EMAIL: self.conf.email,
             settings.CONFLUENCE_API_TOKEN: self.conf.api_token or "",
             settings.CONFLUENCE_SITE_TIMEZONE: self.timezone,
-            settings.OPENAI_API_KEY: self.emb.api_key,
+            settings.OPENAI_API_KEY: self.emb.api_key or "",
             settings.OPENAI_BASE_URL: self.emb.url,
+            **self._model_environment(),
         }
+
+    def _model_environment(self) -> dict[str, str]:
+        if self.model is None:
+            return {}
+        return {settings.EMBEDDING_MODEL: self.model[0], settings.EMBEDDING_DIMENSIONS: str(self.model[1])}
+
+    def describe_embeddings(self) -> str:
+        if self.model is None:
+            return f"sandbox embeddings {self.emb.url} (a lexical stand-in, not a semantic model)"
+        return f"local embeddings {self.emb.url} ({self.model[0]}, {self.model[1]} d, a real model on the CPU)"
 
     def search_hint(self) -> str:
         """The command that searches what this sandbox syncs (its keys are the sandbox's own, not secrets)."""
         home = settings.env(settings.CONFLUENCE_ASSETS_HOME)
         prefix = f"{settings.CONFLUENCE_ASSETS_HOME}={shlex.quote(home)} " if home else ""
+        model = " ".join(f"{k}={v}" for k, v in self._model_environment().items())
         return (
             f"{prefix}{settings.OPENAI_BASE_URL}={self.emb.url} {settings.OPENAI_API_KEY}={self.emb.api_key} "
-            f'confluence-assets search "your query"'
+            f'{model + " " if model else ""}confluence-assets search "your query"'
         )
 
     def stop(self) -> None:
@@ -209,7 +232,7 @@ def run(args: argparse.Namespace, out=print) -> int:
             env.update(sandbox.environment())
             spaces = ", ".join(sandbox.spaces)
             out(f"sandbox Confluence {sandbox.conf.url} (spaces {spaces}; credentials passed to Dagster)")
-            out(f"sandbox embeddings {sandbox.emb.url} (a lexical stand-in, not a semantic model)")
+            out(sandbox.describe_embeddings())
             out(f"search from another shell: {sandbox.search_hint()}")
         # cwd DAGSTER_HOME: with -m (a wheel install) Dagster runs from here and finds no other dagster.yaml to
         # warn about. dg dev on the project changes into the project root itself (pushd) and then warns that
@@ -239,6 +262,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address of the Dagster UI (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
     parser.add_argument("--sandbox", action="store_true", help="serve the sandbox Confluence and embeddings too")
+    parser.add_argument(
+        "--local-embeddings",
+        action="store_true",
+        help="with --sandbox: embed with the real local model (all-MiniLM-L6-v2; the local-embeddings extra)",
+    )
     parser.add_argument("--keep-database", action="store_true", help="leave the embedded PostgreSQL running")
     parser.add_argument("--sandbox-seed", type=int, default=7, help="sandbox corpus seed")
     parser.add_argument("--sandbox-spaces", type=int, default=2, help="generated sandbox spaces (default 2)")

@@ -46,6 +46,8 @@ OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
 EMBEDDING_MODEL = "EMBEDDING_MODEL"
 EMBEDDING_DIMENSIONS = "EMBEDDING_DIMENSIONS"
+# The model's input limit in its own tokens, for a model embeddings/limits.py does not know; chunks fit it.
+EMBEDDING_MAX_INPUT_TOKENS = "EMBEDDING_MAX_INPUT_TOKENS"
 
 DATABASE_URL = "DATABASE_URL"  # the application database; unset: the embedded server
 DAGSTER_DATABASE_URL = "DAGSTER_DATABASE_URL"  # Dagster's storage; unset: database "dagster" beside it
@@ -164,6 +166,7 @@ class EmbeddingSettings:
     dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
     api_key: str | None = None
     base_url: str | None = None
+    max_input_tokens: int | None = None  # None: the model's from embeddings/limits.py's table
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             dimensions=dimensions,
             api_key=r.text(OPENAI_API_KEY),
             base_url=r.text(OPENAI_BASE_URL),
+            max_input_tokens=_whole(r.number(EMBEDDING_MAX_INPUT_TOKENS, None, minimum=64)),
         ),
         database=DatabaseSettings(
             url=r.text(DATABASE_URL),

@@ -73,7 +73,7 @@ class ReconciliationConfig(dg.Config):
 class PageChunksConfig(dg.Config):
     chunk_tokens: int = 800
     overlap_tokens: int = 80
-    max_tokens: int = 8191  # the embedding model's input limit
+    max_tokens: int | None = None  # None: the embedding model's input limit (EmbeddingsResource.chunk_token_limit)
 
 
 @dataclass(frozen=True)
@@ -302,19 +302,23 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
         ),
     )
     def page_chunks(
-        context: dg.AssetExecutionContext, config: PageChunksConfig, database: PostgresResource
+        context: dg.AssetExecutionContext,
+        config: PageChunksConfig,
+        database: PostgresResource,
+        embeddings: EmbeddingsResource,
     ) -> dg.MaterializeResult:
+        max_tokens = config.max_tokens or embeddings.chunk_token_limit()
         with space_step(context, database) as step:
             summary = chunk_staged(
                 step.conn,
                 step.space_key,
                 base_url=sources.base_url(step.conn, step.source_id),
                 chunker=_chunker,
-                settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, config.max_tokens),
+                settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, max_tokens),
                 progress=step.progress("pages chunked"),
                 batch_size=loaded.confluence.sync_batch_size,
             )
-            return step.finish(summary)
+            return step.finish(summary, {"chunk_token_limit": min(config.chunk_tokens, max_tokens)})
 
     @space_asset(
         deps=[page_chunks],
@@ -344,6 +348,9 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 **summary.metrics(),
                 "embedding_requests": embedder.stats.requests,
                 "embedding_tokens": embedder.stats.tokens,
+                # Expected 0: chunks are cut to the model's limit (page_chunks); more means a model change
+                # since the chunks were cut, and the model reads only their head.
+                "embedding_inputs_over_model_limit": embedder.stats.over_limit,
             }
             run_totals = step.record(figures)
             state_before = sources.get_sync_state(step.conn, step.source_id)

@@ -23,6 +23,7 @@ from confluence_assets.db.connection import connect, resolve_database
 from confluence_assets.db.request_budget import SiteRequestBudget
 from confluence_assets.db.urls import mask_url
 from confluence_assets.embeddings import Embedder
+from confluence_assets.embeddings.limits import chunk_token_limit
 from confluence_assets.settings import (
     DEFAULT_CONTENT_TYPES,
     DEFAULT_DELETION_STRATEGY,
@@ -176,6 +177,9 @@ class EmbeddingsResource(dg.ConfigurableResource):
     dimensions: int = Field(default=DEFAULT_EMBEDDING_DIMENSIONS, description="384, 768, 1024, 1536 or 3072")
     api_key: str = Field(description="OPENAI_API_KEY (use an EnvVar)")
     base_url: str | None = Field(default=None, description="OPENAI_BASE_URL for an OpenAI-compatible server")
+    max_input_tokens: int | None = Field(
+        default=None, description="Model input limit in its tokens (EMBEDDING_MAX_INPUT_TOKENS); None: known"
+    )
     batch_size: int = Field(default=256, description="Inputs per request (max 2048)")
     max_retries: int = Field(default=5)
     timeout_seconds: float = Field(default=60.0)
@@ -189,7 +193,12 @@ class EmbeddingsResource(dg.ConfigurableResource):
             batch_size=self.batch_size,
             max_retries=self.max_retries,
             timeout_seconds=self.timeout_seconds,
+            max_input_tokens=self.chunk_token_limit(),
         )
+
+    def chunk_token_limit(self) -> int:
+        """The largest chunk the model reads whole, in the chunker's units (embeddings/limits.py)."""
+        return chunk_token_limit(self.model, self.max_input_tokens)
 
 
 class SpaceSelectionResource(dg.ConfigurableResource):
@@ -247,6 +256,7 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             dimensions=loaded.embeddings.dimensions,
             api_key=dg.EnvVar(settings.OPENAI_API_KEY),
             base_url=_env_var(loaded, settings.OPENAI_BASE_URL),
+            max_input_tokens=loaded.embeddings.max_input_tokens,
         ),
         "space_selection": SpaceSelectionResource(
             include_keys=list(loaded.spaces.include_keys),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import openai
 
+from confluence_assets.embeddings.limits import chunk_token_limit
 from confluence_assets.settings import OPENAI_API_KEY, SUPPORTED_DIMENSIONS
 from confluence_assets.tokens import estimate_tokens
 
@@ -42,6 +43,8 @@ class EmbeddingStats:
     requests: int = 0
     inputs: int = 0
     tokens: int = 0
+    # Inputs longer than the model reads (estimated, limits.py): truncated or refused by the provider.
+    over_limit: int = 0
 
 
 @dataclass
@@ -62,7 +65,11 @@ class Embedder:
         max_batch_tokens: int = 250_000,
         max_retries: int = 5,
         timeout_seconds: float = 60.0,
+        max_input_tokens: int | None = None,
     ) -> None:
+        """``max_input_tokens``: the most the model reads, in ``estimate_tokens`` units
+        (:func:`~confluence_assets.embeddings.limits.chunk_token_limit`); longer inputs are counted in
+        ``stats.over_limit`` (None: the limit of ``model``)."""
         if dimensions not in SUPPORTED_DIMENSIONS:
             raise EmbeddingConfigError(
                 f"embedding dimension {dimensions} has no column in archon_crawled_pages; "
@@ -75,6 +82,7 @@ class Embedder:
         self.batch_size = max(1, min(batch_size, MAX_INPUTS_PER_REQUEST))
         self.max_batch_tokens = max_batch_tokens
         self.base_url = base_url
+        self.max_input_tokens = max_input_tokens if max_input_tokens is not None else chunk_token_limit(model)
         self.stats = EmbeddingStats()
         self._client = openai.OpenAI(
             api_key=api_key, base_url=base_url or None, max_retries=max_retries, timeout=timeout_seconds
@@ -91,6 +99,7 @@ class Embedder:
         start, tokens = 0, 0
         for i, text in enumerate(texts):
             cost = estimate_tokens(text)
+            self.stats.over_limit += cost > self.max_input_tokens
             if i > start and (i - start >= self.batch_size or tokens + cost > self.max_batch_tokens):
                 yield start, i
                 start, tokens = i, 0

@@ -2,7 +2,7 @@
 
 Prints the URLs and the environment a user exports to point the pipeline at them, then serves until
 Ctrl-C or SIGTERM and stops both servers cleanly. The flags (and their ``SANDBOX_*`` environment twins)
-are defined in :mod:`confluence_assets.cli`; the fault syntax is
+are defined in :mod:`confluence_assets.sandbox.demo_arguments`; the fault syntax is
 :func:`confluence_assets.sandbox.faults.parse_rules`'s.
 """
 

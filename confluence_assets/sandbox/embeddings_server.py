@@ -4,8 +4,15 @@ It answers as OpenAI does: ``input`` as a string, a list of strings or token arr
 (text-embedding-3 models only); ``encoding_format`` ``float`` or ``base64`` (little-endian float32, what
 the client sends by default); ``usage`` tokens; errors in OpenAI's ``{"error": {...}}`` shape (401 for a
 bad key, 400 for an input over 8,191 tokens, a batch over 2,048 inputs or over 300,000 tokens, 404 for an
-unknown model). Vectors come from :mod:`lexical`: deterministic feature hashing, a lexical stand-in for
-offline use, not a semantic model. Token counts use :func:`confluence_assets.tokens.estimate_tokens`.
+unknown model). Vectors come from a :class:`VectorSource`: by default :class:`LexicalSource`
+(:mod:`lexical`'s deterministic feature hashing, a lexical stand-in for offline use, not a semantic model;
+token counts by :func:`confluence_assets.tokens.estimate_tokens`). ``confluence-assets embeddings-server``
+serves a real model through the same wire format (:mod:`confluence_assets.embeddings.local_model`).
+
+A source that truncates (a sentence-transformers model reads only its first word pieces) is not refused
+an input over its limit, as OpenAI refuses one: the input is embedded from its head, counted in
+``stats.truncated`` and logged, so that an index built before chunks were sized for the model still works
+and the loss is visible.
 """
 
 from __future__ import annotations
@@ -13,16 +20,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import struct
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import Protocol
 
 from confluence_assets.sandbox.faults import Decision, Stats
 from confluence_assets.sandbox.httpbase import App, Request, Response, ServerBase
-from confluence_assets.sandbox.lexical import embed
+from confluence_assets.sandbox.lexical import embed as lexical_embed
 from confluence_assets.tokens import estimate_tokens
 
 DEFAULT_API_KEY = "sk-sandbox-0000000000000000"  # noqa: S105 - the offline sandbox's fake key
@@ -31,6 +41,42 @@ MAX_INPUT_TOKENS = 8191
 MAX_BATCH = 2048
 MAX_REQUEST_TOKENS = 300_000
 ENDPOINT = "POST /v1/embeddings"
+
+log = logging.getLogger(__name__)
+
+
+class VectorSource(Protocol):
+    """What turns texts into vectors behind the wire format."""
+
+    models: dict[str, int]  # model name -> native dimension
+    shortenable: frozenset[str]  # models that accept a smaller ``dimensions`` (text-embedding-3-*)
+    no_dimensions: frozenset[str]  # models that refuse ``dimensions`` at all (ada-002); others take their own
+    max_input_tokens: int
+    truncates: bool  # True: an input over the limit is embedded from its head; False: refused (HTTP 400)
+    imitates_openai: bool  # True: errors word for word as OpenAI's; False: they also name the served model
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def embed(self, model: str, texts: list[str], dimensions: int) -> list[list[float]]: ...
+
+
+class LexicalSource:
+    """The sandbox's stand-in: feature hashing (:mod:`lexical`), OpenAI's model names and limits."""
+
+    shortenable = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
+    no_dimensions = frozenset({"text-embedding-ada-002"})
+    max_input_tokens = MAX_INPUT_TOKENS
+    truncates = False
+    imitates_openai = True
+
+    def __init__(self, models: dict[str, int] | None = None) -> None:
+        self.models = dict(models or MODELS)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [estimate_tokens(t) for t in texts]
+
+    def embed(self, model: str, texts: list[str], dimensions: int) -> list[list[float]]:
+        return [lexical_embed(t, dimensions) for t in texts]
 
 
 class EmbeddingStats(Stats):
@@ -43,6 +89,7 @@ class EmbeddingStats(Stats):
         self.inputs = 0
         self.tokens = 0
         self.batches = 0
+        self.truncated = 0  # inputs over the model's limit, embedded from their head (truncating sources)
         self.by_model: Counter[str] = Counter()
         self._texts: Counter[bytes] = Counter()
 
@@ -50,9 +97,10 @@ class EmbeddingStats(Stats):
     def requests(self) -> int:
         return self.count(ENDPOINT)
 
-    def add(self, model: str, texts: list[str], tokens: int) -> None:
+    def add(self, model: str, texts: list[str], tokens: int, truncated: int = 0) -> None:
         with self._embed_lock:
             self.batches += 1
+            self.truncated += truncated
             self.inputs += len(texts)
             self.tokens += tokens
             self.by_model[model] += len(texts)
@@ -67,7 +115,7 @@ class EmbeddingStats(Stats):
     def reset(self) -> None:
         super().reset()
         with self._embed_lock:
-            self.inputs = self.tokens = self.batches = 0
+            self.inputs = self.tokens = self.batches = self.truncated = 0
             self.by_model.clear()
             self._texts.clear()
 
@@ -96,9 +144,12 @@ def _error(status: int, message: str, *, kind: str = "invalid_request_error", pa
 
 
 class EmbeddingsApp(App):
-    def __init__(self, api_key: str, models: dict[str, int], stats: EmbeddingStats) -> None:
+    """OpenAI's embeddings API over a :class:`VectorSource`; ``api_key`` None accepts any bearer key."""
+
+    def __init__(self, api_key: str | None, source: VectorSource, stats: EmbeddingStats) -> None:
         self.api_key = api_key
-        self.models = models
+        self.source = source
+        self.models = source.models
         self.stats = stats
 
     def endpoint(self, request: Request) -> str:
@@ -115,7 +166,7 @@ class EmbeddingsApp(App):
                 "You didn't provide an API key. You need to provide your API key in an "
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             )
-        if key.strip() != self.api_key:
+        if self.api_key is not None and key.strip() != self.api_key:
             return _error(
                 401,
                 "Incorrect API key provided: sk-***. You can find your API key at "
@@ -150,8 +201,12 @@ class EmbeddingsApp(App):
             raise _Invalid(400, "you must provide a model parameter", param="model")
         native = self.models.get(model)
         if native is None:
+            # OpenAI's words; a server of our own model also says which model it serves.
+            served = "" if self.source.imitates_openai else f" (this server serves {', '.join(self.models)})"
             raise _Invalid(
-                404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+                404,
+                f"The model `{model}` does not exist or you do not have access to it{served}.",
+                code="model_not_found",
             )
         dims = self._dimensions(body.get("dimensions"), model, native)
         encoding = body.get("encoding_format") or "float"
@@ -163,9 +218,15 @@ class EmbeddingsApp(App):
                 code="invalid_value",
             )
         texts, counts = self._inputs(body.get("input"))
-        vectors = [embed(t, dims) for t in texts]
-        total = sum(counts)
-        self.stats.add(model, texts, total)
+        limit = self.source.max_input_tokens
+        truncated = sum(n > limit for n in counts)
+        if truncated:
+            log.warning(
+                "%d of %d inputs over %s's %d tokens: embedded from their head", truncated, len(texts), model, limit
+            )
+        vectors = self.source.embed(model, texts, dims)
+        total = sum(min(n, limit) for n in counts)
+        self.stats.add(model, texts, total, truncated)
         data = []
         for i, vector in enumerate(vectors):
             value = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if encoding == "base64" else vector
@@ -189,8 +250,15 @@ class EmbeddingsApp(App):
     def _dimensions(self, value: object, model: str, native: int) -> int:
         if value is None:
             return native
-        if model == "text-embedding-ada-002":
+        if model in self.source.no_dimensions:
             raise _Invalid(400, "This model does not support specifying dimensions.", param="dimensions")
+        if model not in self.source.shortenable and value != native:
+            raise _Invalid(
+                400,
+                f"Invalid value for 'dimensions' = {value}: {model} makes {native}-dimensional vectors only.",
+                param="dimensions",
+                code="invalid_value",
+            )
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= native:
             raise _Invalid(
                 400,
@@ -223,25 +291,29 @@ class EmbeddingsApp(App):
                 param="input",
                 code="array_above_max_length",
             )
-        texts, counts = [], []
+        texts: list[str] = []
+        token_arrays: dict[int, int] = {}  # input index -> its length, for token-array inputs
         for item in items:
             if isinstance(item, str):
                 texts.append(item)
-                counts.append(estimate_tokens(item))
             elif isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+                token_arrays[len(texts)] = len(item)
                 texts.append(" ".join(f"t{t}" for t in item))
-                counts.append(len(item))
             else:
                 raise _Invalid(
                     400,
                     "'$.input' is invalid. Please check the API reference: "
                     "https://platform.openai.com/docs/api-reference.",
                 )
+        counts = self.source.count_tokens(texts)
+        for i, n in token_arrays.items():
+            counts[i] = n
+        limit = self.source.max_input_tokens
         for n in counts:
-            if n > MAX_INPUT_TOKENS:
+            if n > limit and not self.source.truncates:
                 raise _Invalid(
                     400,
-                    f"This model's maximum context length is {MAX_INPUT_TOKENS} tokens, however you "
+                    f"This model's maximum context length is {limit} tokens, however you "
                     f"requested {n} tokens ({n} in your prompt; 0 for the completion). Please reduce your "
                     "prompt; or completion length.",
                 )
@@ -294,11 +366,15 @@ class EmbeddingsServer(ServerBase):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        api_key: str = DEFAULT_API_KEY,
+        api_key: str | None = DEFAULT_API_KEY,
         models: dict[str, int] | None = None,
+        source: VectorSource | None = None,
     ) -> None:
+        """``source`` (default: the lexical stand-in over ``models``) makes the vectors; ``api_key`` None
+        accepts any bearer key (a local server on a loopback address)."""
         stats = EmbeddingStats()
-        super().__init__(EmbeddingsApp(api_key, dict(models or MODELS), stats), host=host, port=port)
+        self.source = source or LexicalSource(models)
+        super().__init__(EmbeddingsApp(api_key, self.source, stats), host=host, port=port)
         self.stats = stats
         self.api_key = api_key
 
