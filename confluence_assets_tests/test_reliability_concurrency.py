@@ -72,7 +72,7 @@ def test_the_run_queue_allows_one_run_per_space_and_pools_confluence_steps():
 
 
 def test_a_429_storm_over_four_spaces_syncing_at_once_stays_within_the_pool(migrated_db_url, deployed_home):
-    site = generated_site(51, spaces=4, pages=30)
+    site = generated_site(51, spaces=4, pages=60)
     keys = sorted(site.spaces)
     with dg.DagsterInstance.from_config(deployed_home) as instance:  # four run workers, one instance
         instance.add_dynamic_partitions("confluence_spaces", keys)
