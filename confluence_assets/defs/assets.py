@@ -289,6 +289,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, config.max_tokens),
                 progress=step.progress("pages chunked"),
                 batch_size=loaded.confluence.sync_batch_size,
+                knowledge_type=sources.knowledge_type(step.conn, step.source_id),
             )
             return step.finish(summary)
 

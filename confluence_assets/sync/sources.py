@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import Space
-from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DELETION_STRATEGIES
+from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DEFAULT_KNOWLEDGE_TYPE, DELETION_STRATEGIES
 from confluence_assets.sync import staging
 
 WEEKLY_RECONCILIATION = "weekly_reconciliation"
@@ -66,11 +66,14 @@ def upsert_space(
     base_url: str,
     default_deletion_strategy: str = DEFAULT_DELETION_STRATEGY,
     deletion_strategy: str | None = None,
+    knowledge_type: str = DEFAULT_KNOWLEDGE_TYPE,
 ) -> None:
     """Create or refresh the space's source row, keeping its sync state. A new space gets
-    ``default_deletion_strategy``; ``deletion_strategy`` overrides an existing space's."""
+    ``default_deletion_strategy``; ``deletion_strategy`` overrides an existing space's. ``knowledge_type``
+    is Archon's (its Technical/Business filter reads the source's metadata)."""
     fields: dict[str, Any] = {
         "source_type": "confluence",
+        "knowledge_type": knowledge_type,
         "confluence_space_key": space.key,
         "confluence_space_id": space.id,
         "confluence_base_url": base_url,
@@ -101,6 +104,35 @@ def upsert_space(
             "fields": Jsonb(fields),
         },
     )
+
+
+def knowledge_type(conn: psycopg.Connection, source_id: str) -> str:
+    """Archon's knowledge_type of the space, as the space's refresh stored it (CONFLUENCE_KNOWLEDGE_TYPES)."""
+    row = conn.execute("SELECT metadata->>'knowledge_type' FROM archon_sources WHERE source_id = %s", (source_id,))
+    found = row.fetchone()
+    return (found and found[0]) or DEFAULT_KNOWLEDGE_TYPE
+
+
+SUMMARY_CHARS = 400
+
+
+def summary_from_first_page(conn: psycopg.Connection, source_id: str) -> None:
+    """A space without a description gets the start of its first page with text as the source's summary
+    (what Archon's source list shows): the shallowest such page, its first chunk, cut at a word."""
+    row = conn.execute(
+        """SELECT c.content FROM archon_crawled_pages c
+           JOIN confluence_pages p ON p.page_id = confluence_chunk_page_id(c.metadata) AND p.source_id = c.source_id
+           WHERE c.source_id = %s AND p.is_deleted = FALSE AND c.chunk_number = 0 AND btrim(c.content) <> ''
+             AND EXISTS (SELECT 1 FROM archon_sources s WHERE s.source_id = c.source_id AND s.summary IS NULL)
+           ORDER BY length(p.path) - length(replace(p.path, '/', '')), p.page_id LIMIT 1""",
+        (source_id,),
+    ).fetchone()
+    if row is None:
+        return
+    text = " ".join(row[0].split())
+    if len(text) > SUMMARY_CHARS:
+        text = text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + " ..."
+    conn.execute("UPDATE archon_sources SET summary = %s WHERE source_id = %s AND summary IS NULL", (text, source_id))
 
 
 def ensure_source(conn: psycopg.Connection, space_key: str, *, base_url: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from confluence_assets.confluence.keys import SPACE_KEY_PATTERN, validate_space_key
 from confluence_assets.confluence.responses import Space
-from confluence_assets.settings import SPACE_STATUSES, SPACE_TYPES
+from confluence_assets.settings import SPACE_STATUSES, SPACE_TYPES, SpaceSelectionSettings
 from confluence_assets.sync import sources
 
 
@@ -83,6 +83,7 @@ def refresh_spaces(
     statuses: list[str] = ("current",),
     default_deletion_strategy: str = sources.DEFAULT_DELETION_STRATEGY,
     deletion_strategies: dict[str, str] | None = None,
+    knowledge_types: SpaceSelectionSettings | None = None,
 ) -> SpaceRefresh:
     """List the visible spaces, upsert a source row per selected space, mark dropped ones removed.
 
@@ -104,6 +105,7 @@ def refresh_spaces(
                 base_url=api.site_base,
                 default_deletion_strategy=default_deletion_strategy,
                 deletion_strategy=overrides.get(space.key),
+                knowledge_type=(knowledge_types or SpaceSelectionSettings()).knowledge_type(space.key),
             )
         for key in removed:
             sources.mark_removed(conn, key)
