@@ -356,3 +356,17 @@ def test_our_search_checks_and_full_page_read_work_in_the_layout(synced):
             (synced.trashed,),
         ).fetchone()[0]
     assert trashed == 0
+
+
+def test_doctor_flags_a_dimension_archons_server_cannot_see(synced):
+    from confluence_assets.doctor import _archon_checks
+
+    with psycopg.connect(synced.url) as conn:
+        at_1536 = [c for c in _archon_checks(conn, 1536) if c.name == "archon"]
+        at_768 = [c for c in _archon_checks(conn, 768) if c.name == "archon"]
+    if synced.layout == "seed":
+        assert at_1536 == at_768 == []  # not an Archon database: nothing to say
+        return
+    assert [c.ok for c in at_1536] == [True]
+    assert [c.ok for c in at_768] == [False] and "invisible to Archon's own tools" in at_768[0].detail
+

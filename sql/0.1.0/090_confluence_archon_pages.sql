@@ -44,14 +44,16 @@ COMMENT ON INDEX idx_crawled_pages_confluence_chunk_page_id IS
 -- ---------------------------------------------------------------------------------------------------
 -- ivfflat.probes for a vector search on an ivfflat index (Archon's: lists = 100, built on an empty
 -- table): bench/archon_recall.py measured recall@10 against exact search on such an index built empty and
--- then filled. The setting confluence_search.ivfflat_probes overrides it. Iterative scans (pgvector 0.8)
--- add probes when a filter leaves too few rows.
+-- then filled (20,000 chunks): 0.11-0.20 at 1 probe, 0.92-0.96 at 40, 0.985-0.994 at 60, 1.000 at 100;
+-- rebuilt on the data, 0.997 at 40. The setting confluence_search.ivfflat_probes overrides it (e.g. 40
+-- after the rebuild doctor advises). Iterative scans (pgvector 0.8) add probes when a filter leaves too
+-- few rows.
 -- ---------------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION confluence_ivfflat_probes()
 RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT greatest(1, coalesce(nullif(current_setting('confluence_search.ivfflat_probes', true), '')::integer, 40))
+  SELECT greatest(1, coalesce(nullif(current_setting('confluence_search.ivfflat_probes', true), '')::integer, 60))
 $$;
 COMMENT ON FUNCTION confluence_ivfflat_probes() IS
   'ivfflat.probes of our vector searches (bench/archon_recall.py); confluence_search.ivfflat_probes overrides';
@@ -104,6 +106,7 @@ SET hnsw.iterative_scan = 'relaxed_order'
 SET hnsw.ef_search = 150  -- replaced per call by confluence_hnsw_ef_search (reverted on exit)
 SET ivfflat.iterative_scan = 'relaxed_order'  -- Archon databases index with ivfflat
 SET ivfflat.probes = 1  -- replaced per call by confluence_ivfflat_probes (reverted on exit)
+SET enable_seqscan = on  -- off around the vector query (reverted on exit)
 SET jit = off  -- compiling would cost more than these short queries take
 AS $fn$
 #variable_conflict use_variable
@@ -205,7 +208,10 @@ BEGIN
               author_account_ids, under_page_id, modified_since, page_ids, NULL::bigint[], acc;
     ELSE
       -- The page test is a scalar subquery on purpose: evaluated per index candidate (a primary-key
-      -- probe), it keeps the HNSW scan in distance order instead of turning into a join.
+      -- probe), it keeps the HNSW scan in distance order instead of turning into a join. At many ivfflat
+      -- probes the planner would rather scan the whole table (testing every row's page): the index scan
+      -- reads fewer rows, so it is the only way here (reverted right after, and by the SET clause).
+      PERFORM set_config('enable_seqscan', 'off', true);
       EXECUTE format(
         $q$WITH nearest AS MATERIALIZED (
              SELECT c.id, c.%1$I <=> $1 AS d FROM archon_crawled_pages c
@@ -217,6 +223,7 @@ BEGIN
         INTO v_ids
         USING query_embedding, query_text, space_keys, labels, jira_keys, mentioned_account_ids,
               author_account_ids, under_page_id, modified_since, NULL::text[], NULL::bigint[], acc;
+      PERFORM set_config('enable_seqscan', 'on', true);
     END IF;
   END IF;
 
@@ -380,6 +387,7 @@ LANGUAGE plpgsql
 SET hnsw.iterative_scan = 'relaxed_order'
 SET ivfflat.iterative_scan = 'relaxed_order'  -- Archon databases index with ivfflat
 SET ivfflat.probes = 1  -- replaced per call by confluence_ivfflat_probes (reverted on exit)
+SET enable_seqscan = on  -- off around the vector query (reverted on exit)
 SET hnsw.ef_search = 150  -- bench/search.py: recall@10 0.99 at 100,000 chunks, hybrid p95 ~15 ms
 SET jit = off  -- compiling would cost more than these short queries take
 AS $fn$
@@ -405,12 +413,15 @@ BEGIN
   END IF;
   PERFORM set_config('ivfflat.probes', confluence_ivfflat_probes()::text, true);
   IF query_embedding IS NOT NULL THEN
+    -- As in confluence_hybrid_search: the index scan, not a scan testing every row's page.
+    PERFORM set_config('enable_seqscan', 'off', true);
     EXECUTE format(
       $q$WITH nearest AS MATERIALIZED (
            SELECT c.id, c.%1$I <=> $1 AS d FROM archon_crawled_pages c
            WHERE c.%1$I IS NOT NULL AND %2$s ORDER BY c.%1$I <=> $1 LIMIT %3$s)
          SELECT array_agg(id ORDER BY d, id) FROM nearest$q$, col, conditions, cand)
       INTO v_ids USING query_embedding, NULL::tsquery, filter, source_filter;
+    PERFORM set_config('enable_seqscan', 'on', true);
   END IF;
   IF coalesce(btrim(query_text), '') <> '' THEN
     tsq := websearch_to_tsquery('english', query_text);
