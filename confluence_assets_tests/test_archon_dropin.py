@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(not ARCHON.is_dir(), reason="the team's ../share
 WEB_SOURCE = "a1b2c3d4e5f60718"  # Archon's source ids of crawls are hashes
 WEB_PAGE = uuid.UUID("00000000-0000-4000-8000-000000000001")
 WEB_URL = "https://docs.example.com/guide"
+CRAWL_SOURCE = "f0e1d2c3b4a59687"  # Archon's web crawl of a Confluence page we sync as well
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Synced:
     live: dict[str, set[str]]  # space key -> live page ids in the sandbox
     titles: dict[str, str]
     trashed: str
+    crawled: str  # a page whose link Archon's crawler has too (CRAWL_SOURCE)
     second_migrate: list = field(default_factory=list)
     web_before: str = ""
 
@@ -83,6 +85,24 @@ def _archon_web_crawl(conn: psycopg.Connection) -> None:
     )
 
 
+def _archon_crawled(url: str, link: str) -> None:
+    """Archon's crawler fetched a Confluence page by its link before the sync: a chunk 0 (and, where the
+    table is, a page row) of another source with the url our rows of that page will want."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO archon_sources (source_id, source_url) VALUES (%s, %s)", (CRAWL_SOURCE, link))
+        conn.execute(
+            "INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id)"
+            " VALUES (%s, 0, 'crawled', %s, %s)",
+            (link, Jsonb({"url": link}), CRAWL_SOURCE),
+        )
+        if indexed_pages.archon_layout(conn):
+            conn.execute(
+                """INSERT INTO archon_page_metadata (source_id, url, full_content, word_count, char_count)
+                   VALUES (%s, %s, 'crawled', 1, 7)""",
+                (CRAWL_SOURCE, link),
+            )
+
+
 @pytest.fixture(scope="module", params=["archon", "seed"])
 def synced(request, server_url):
     layout = request.param
@@ -105,6 +125,8 @@ def synced(request, server_url):
             resources = resources_for(sb, url)
             discover_spaces(instance, resources)
             spaces = sorted(site.spaces)
+            home = f"{sb.conf.url}/spaces/{spaces[1]}/overview"  # the link of the second space's home page
+            _archon_crawled(url, home)
             for key in spaces:
                 assert sync_space(instance, resources, key).success
             victim = sorted(p.id for p in site.live_pages(spaces[0]) if not site.child_ids(p.id))[0]
@@ -115,7 +137,10 @@ def synced(request, server_url):
             assert result.success
             live = {key: {p.id for p in site.live_pages(key)} for key in spaces}
             titles = {p.id: p.title for key in spaces for p in site.live_pages(key)}
-        yield Synced(layout, url, spaces, live, titles, victim, second, web_before)
+        with psycopg.connect(url) as conn:
+            crawled = conn.execute("SELECT page_id FROM confluence_pages WHERE metadata->>'page_url' = %s", (home,))
+            crawled = crawled.fetchone()[0]
+        yield Synced(layout, url, spaces, live, titles, victim, crawled, second, web_before)
     finally:
         _drop_database(server_url, name)
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -204,7 +229,8 @@ def test_every_live_page_has_its_archon_page_row_and_the_trashed_one_none(synced
     for pid, row in by_page.items():
         mid, _, link, title, content, words, chars, chunks, space, source, linked, page_url, converted = row
         assert mid == indexed_pages.page_uuid(pid)
-        assert link == page_url and link.startswith("http")
+        assert link == (page_url if pid != synced.crawled else f"{page_url}#confluence-page-{pid}")
+        assert link.startswith("http")
         assert title == synced.titles[pid]
         assert chars == len(content) == converted  # the page's Markdown, whole
         assert words == len(content.split())
@@ -224,8 +250,10 @@ def test_chunks_carry_archon_keys_and_link_to_their_section(synced):
                WHERE source_id LIKE 'confluence%%'"""
         ).fetchall()
     anchored = 0
-    for url, meta, content, page_url, title, labels in rows:
-        assert url == meta["url"] and url.startswith(page_url) and page_url.startswith("http")
+    for column_url, meta, content, page_url, title, labels in rows:
+        url = meta["url"]  # the link agents cite; the url column differs only for a page Archon crawled too
+        assert column_url in (url, f"{url}#confluence-page-{synced.crawled}")
+        assert url.startswith(page_url) and page_url.startswith("http")
         section = meta["section_title"]
         if "section" not in meta and section and section != title:
             anchored += 1
@@ -242,20 +270,22 @@ def test_chunks_carry_archon_keys_and_link_to_their_section(synced):
     assert all(s[1] for s in sources)  # a description, else the start of the space's first page with text
 
 
+_PAGE_BY_ID = "SELECT id, url, section_title, full_content, source_id FROM archon_page_metadata WHERE id = %s::uuid"
+_PAGE_BY_URL = "SELECT id, url, section_title, full_content, source_id FROM archon_page_metadata WHERE url = %s"
+
+
 def _archon_pages_mode(conn: psycopg.Connection, matches: list[tuple]) -> list[dict]:
     """Archon's RAGService pages mode, re-enacted in SQL: group the matched chunks (id, url, metadata,
     similarity) by metadata->>'page_id', else by metadata->>'url', and look each group up in
-    archon_page_metadata by its UUID id (PostgREST's .eq("id", page_id): the text cast to uuid)."""
-    groups: dict[str, list[tuple]] = {}
+    archon_page_metadata by its UUID id (PostgREST's .eq("id", page_id): the text cast to uuid), a group
+    without page_id by its url."""
+    groups: dict[tuple[str, str], list[tuple]] = {}
     for row in matches:
-        key = row[2].get("page_id") or row[2].get("url")
+        key = ("id", row[2]["page_id"]) if row[2].get("page_id") else ("url", row[2].get("url"))
         groups.setdefault(key, []).append(row)
     pages = []
-    for key, rows in groups.items():
-        found = conn.execute(
-            "SELECT id, url, section_title, full_content, source_id FROM archon_page_metadata WHERE id = %s::uuid",
-            (key,),
-        ).fetchone()
+    for (by, key), rows in groups.items():
+        found = conn.execute(_PAGE_BY_ID if by == "id" else _PAGE_BY_URL, (key,)).fetchone()
         if found:
             pages.append({"id": found[0], "url": found[1], "title": found[2], "content": found[3],
                           "source_id": found[4], "chunks": len(rows), "best": max(r[3] for r in rows)})  # fmt: skip
@@ -331,6 +361,33 @@ def test_archon_page_listing_and_by_url_lookup_find_the_pages(synced):
     assert sum(bool(c) for c in contents) == len(contents) - 1  # every page's Markdown; the home page is empty
 
 
+def test_a_page_whose_link_archons_crawler_has_too_gets_it_with_a_fragment(synced):
+    """Archon's unique keys (url, chunk_number) of chunks and url of pages: our rows of a page Archon also
+    crawled take its link with #confluence-page-<id>; Archon's rows stay as they are."""
+    with psycopg.connect(synced.url) as conn:
+        link = conn.execute(
+            "SELECT metadata->>'page_url' FROM confluence_pages WHERE page_id = %s", (synced.crawled,)
+        ).fetchone()[0]
+        ours = conn.execute(
+            """SELECT url, metadata->>'url' FROM archon_crawled_pages WHERE confluence_chunk_page_id(metadata) = %s
+               AND chunk_number = 0""",
+            (synced.crawled,),
+        ).fetchone()
+        theirs = conn.execute("SELECT url, content FROM archon_crawled_pages WHERE source_id = %s", (CRAWL_SOURCE,))
+        theirs = theirs.fetchall()
+        page_row = (
+            conn.execute(
+                "SELECT url FROM archon_page_metadata WHERE id = %s", (indexed_pages.page_uuid(synced.crawled),)
+            ).fetchone()
+            if synced.layout == "archon"
+            else None
+        )
+    assert ours == (f"{link}#confluence-page-{synced.crawled}", link)  # metadata.url: still the real link
+    assert theirs == [(link, "crawled")]
+    if page_row is not None:
+        assert page_row[0] == f"{link}#confluence-page-{synced.crawled}"
+
+
 def test_archon_web_rows_are_unchanged(synced):
     _archon_only(synced)
     with psycopg.connect(synced.url) as conn:
@@ -370,3 +427,37 @@ def test_doctor_flags_a_dimension_archons_server_cannot_see(synced):
     assert [c.ok for c in at_1536] == [True]
     assert [c.ok for c in at_768] == [False] and "invisible to Archon's own tools" in at_768[0].detail
 
+
+def test_a_space_whose_source_the_user_deleted_stays_deleted_until_restored(migrated_db_url):
+    from confluence_assets.sync.spaces import restore_space
+    from confluence_assets_tests.pipeline_support import only_space, step_failure_message
+
+    site = generated_site(19, spaces=1, pages=4)
+    key = only_space(site)
+    with sandbox_servers(site) as sb, dg.DagsterInstance.ephemeral() as instance:
+        resources = resources_for(sb, migrated_db_url)
+        discover_spaces(instance, resources)
+        assert sync_space(instance, resources, key).success
+        with psycopg.connect(migrated_db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM archon_sources WHERE source_id = %s", (f"confluence_{key}",))  # in Archon's UI
+        discover_spaces(instance, resources)  # the space sensor's refresh
+        assert key not in instance.get_dynamic_partitions("confluence_spaces")
+        failed = sync_space(instance, resources, key, raise_on_error=False)  # a run requested before
+        with psycopg.connect(migrated_db_url) as conn:
+            rows = conn.execute(
+                "SELECT (SELECT count(*) FROM archon_sources WHERE source_id = %(s)s),"
+                " (SELECT count(*) FROM archon_crawled_pages WHERE source_id = %(s)s)",
+                {"s": f"confluence_{key}"},
+            ).fetchone()
+        assert rows == (0, 0)  # not re-created, nothing re-embedded
+        assert not failed.success and f"confluence-assets restore-space {key}" in step_failure_message(failed)
+        assert "restored" in restore_space(migrated_db_url, key)
+        assert "nothing to restore" in restore_space(migrated_db_url, key)
+        discover_spaces(instance, resources)
+        assert key in instance.get_dynamic_partitions("confluence_spaces")
+        assert sync_space(instance, resources, key).success
+    with psycopg.connect(migrated_db_url) as conn:
+        chunks = conn.execute(
+            "SELECT count(*) FROM archon_crawled_pages WHERE source_id = %s", (f"confluence_{key}",)
+        ).fetchone()[0]
+    assert chunks > 0

@@ -343,6 +343,7 @@ OUR_PRIVATE_TABLES = (
     "confluence_users",
     "confluence_space_permissions",
     "confluence_page_restrictions",
+    "confluence_sources_seen",
 )
 
 

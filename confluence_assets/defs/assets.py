@@ -111,6 +111,11 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             context.log.warning(f"space key {key!r} is not a valid space key for partitions; skipped")
         if selection.missing_includes:
             context.log.warning(f"included spaces not visible to these credentials: {selection.missing_includes}")
+        if refresh.deleted_in_archon:
+            context.log.warning(
+                f"spaces whose source was deleted in Archon, left out until `confluence-assets restore-space KEY`: "
+                f"{refresh.deleted_in_archon}"
+            )
         context.log.info(
             f"{len(selection.selected)} spaces selected of {refresh.visible} visible; "
             f"+{refresh.added} -{refresh.removed}"

@@ -64,22 +64,22 @@ class ChunkSwap:
             self.insert = sql.SQL(
                 """INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id, {col},
                      embedding_model, embedding_dimension, page_id)
-                   SELECT coalesce(metadata->>'url', %(url)s), chunk_number, content,
+                   SELECT {url}, chunk_number, content,
                           metadata || jsonb_build_object('page_id', %(uuid)s::text, 'confluence_page_id', page_id),
                           source_id, embedding::{vtype}, embedding_model, embedding_dimension, %(uuid)s
-                   FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
-                   ORDER BY chunk_number"""
-            ).format(col=column, vtype=vtype)
+                   FROM confluence_sync_staged_chunks s WHERE s.source_id = %(sid)s AND s.page_id = %(pid)s
+                   ORDER BY s.chunk_number"""
+            ).format(col=column, vtype=vtype, url=_CHUNK_URL)
         else:
             self.insert = sql.SQL(
                 """INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id, {col},
                      embedding_model, embedding_dimension)
-                   SELECT coalesce(metadata->>'url', %(url)s), chunk_number, content,
+                   SELECT {url}, chunk_number, content,
                           metadata || jsonb_build_object('page_id', page_id, 'confluence_page_id', page_id),
                           source_id, embedding::{vtype}, embedding_model, embedding_dimension
-                   FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
-                   ORDER BY chunk_number"""
-            ).format(col=column, vtype=vtype)
+                   FROM confluence_sync_staged_chunks s WHERE s.source_id = %(sid)s AND s.page_id = %(pid)s
+                   ORDER BY s.chunk_number"""
+            ).format(col=column, vtype=vtype, url=_CHUNK_URL)
 
     def replace(self, conn: psycopg.Connection, source_id: str, page_id: str, url: str) -> tuple[int, int]:
         """(chunks deleted, chunks written). A chunk's url is its section's link (metadata url), ``url`` for
@@ -92,6 +92,19 @@ class ChunkSwap:
             conn.execute(_PAGE_ROW, params)
         written = conn.execute(self.insert, params).rowcount
         return deleted, written
+
+
+# A chunk's url column: its link, unless a row of another source has that (url, chunk_number), Archon's
+# unique key (Archon's own crawl of the same page: its chunks carry the page's link): then the link with a
+# fragment naming the page id. Our own rows of the page are deleted before, so they never collide.
+_CHUNK_URL = sql.SQL(
+    """CASE WHEN EXISTS (SELECT 1 FROM archon_crawled_pages o
+                         WHERE o.url = coalesce(s.metadata->>'url', %(url)s) AND o.chunk_number = s.chunk_number)
+            THEN coalesce(s.metadata->>'url', %(url)s)
+                 || CASE WHEN strpos(coalesce(s.metadata->>'url', %(url)s), '#') > 0 THEN '-' ELSE '#' END
+                 || 'confluence-page-' || s.page_id
+            ELSE coalesce(s.metadata->>'url', %(url)s) END"""
+)
 
 
 # The page's archon_page_metadata row from what staging and confluence_pages hold. Archon's url is unique:

@@ -70,6 +70,7 @@ class SpaceRefresh:
     visible: int
     added: list[str]
     removed: list[str]
+    deleted_in_archon: list[str] = field(default_factory=list)  # selected, but their source was deleted
 
 
 def refresh_spaces(
@@ -95,10 +96,14 @@ def refresh_spaces(
     selection = select_spaces(
         visible, include_keys=include_keys, exclude_keys=exclude_keys, space_types=space_types, statuses=statuses
     )
-    wanted = {s.key for s in selection.selected}
-    added, removed = sorted(wanted - set(existing_keys)), sorted(set(existing_keys) - wanted)
     with conn.transaction():
+        # A source the user deleted in Archon stays deleted: its partition goes, its row is not re-created.
+        deleted = sources.deleted_by_user(conn, [s.key for s in selection.selected])
+        wanted = {s.key for s in selection.selected} - deleted
+        added, removed = sorted(wanted - set(existing_keys)), sorted(set(existing_keys) - wanted)
         for space in selection.selected:
+            if space.key in deleted:
+                continue
             sources.upsert_space(
                 conn,
                 space,
@@ -109,4 +114,15 @@ def refresh_spaces(
             )
         for key in removed:
             sources.mark_removed(conn, key)
-    return SpaceRefresh(selection=selection, visible=len(visible), added=added, removed=removed)
+    return SpaceRefresh(
+        selection=selection, visible=len(visible), added=added, removed=removed, deleted_in_archon=sorted(deleted)
+    )
+
+
+def restore_space(database_url: str | None, space_key: str) -> str:
+    """``confluence-assets restore-space KEY``: select again a space whose source the user deleted in
+    Archon (its tombstone forgotten); the next space refresh creates its source and syncs it in full."""
+    from confluence_assets.db.connection import connect, resolve_database
+
+    with connect(resolve_database(database_url).url, autocommit=True) as conn:
+        return sources.restore(conn, space_key)
