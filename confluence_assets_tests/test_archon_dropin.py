@@ -47,6 +47,7 @@ class Synced:
     titles: dict[str, str]
     trashed: str
     crawled: str  # a page whose link Archon's crawler has too (CRAWL_SOURCE)
+    restricted: str  # a page with a read restriction: no row Archon's identity-less server could show
     second_migrate: list = field(default_factory=list)
     web_before: str = ""
 
@@ -125,11 +126,15 @@ def synced(request, server_url):
             resources = resources_for(sb, url)
             discover_spaces(instance, resources)
             spaces = sorted(site.spaces)
+            leaves = sorted(p.id for p in site.live_pages(spaces[0]) if not site.child_ids(p.id))
+            restricted = leaves[-1]  # readable by the sync's account and one other user only
+            reader = site.add_user("Restricted Reader", email="reader@example.com").account_id
+            site.restrict_page(restricted, [reader, site.default_user.account_id])
             home = f"{sb.conf.url}/spaces/{spaces[1]}/overview"  # the link of the second space's home page
             _archon_crawled(url, home)
             for key in spaces:
                 assert sync_space(instance, resources, key).success
-            victim = sorted(p.id for p in site.live_pages(spaces[0]) if not site.child_ids(p.id))[0]
+            victim = leaves[0]
             site.trash_page(victim)
             result = dg.materialize(
                 [page_reconciliation], partition_key=spaces[0], instance=instance, resources=resources
@@ -140,7 +145,7 @@ def synced(request, server_url):
         with psycopg.connect(url) as conn:
             crawled = conn.execute("SELECT page_id FROM confluence_pages WHERE metadata->>'page_url' = %s", (home,))
             crawled = crawled.fetchone()[0]
-        yield Synced(layout, url, spaces, live, titles, victim, crawled, second, web_before)
+        yield Synced(layout, url, spaces, live, titles, victim, crawled, restricted, second, web_before)
     finally:
         _drop_database(server_url, name)
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -194,10 +199,14 @@ def test_chunks_carry_the_layout_of_the_database(synced):
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'archon_crawled_pages'::regclass AND attnum > 0"
             )
         }
-        fk = (
-            conn.execute(
-                "SELECT count(*) FROM archon_crawled_pages WHERE source_id LIKE 'confluence\\_%' AND page_id IS NULL"
-            ).fetchone()[0]
+        unlinked = (
+            {
+                r[0]
+                for r in conn.execute(
+                    """SELECT DISTINCT confluence_chunk_page_id(metadata) FROM archon_crawled_pages
+                       WHERE source_id LIKE 'confluence\\_%' AND page_id IS NULL"""
+                )
+            }
             if "page_id" in columns
             else None
         )
@@ -205,7 +214,7 @@ def test_chunks_carry_the_layout_of_the_database(synced):
     assert all(r[1] == r[2] for r in rows)  # the Confluence id, in both layouts
     if synced.layout == "archon":
         assert all(r[0] == str(indexed_pages.page_uuid(r[1])) for r in rows)  # Archon's pages mode key
-        assert fk == 0  # every chunk points at its archon_page_metadata row
+        assert unlinked == {synced.restricted}  # every other chunk points at its archon_page_metadata row
     else:
         assert all(r[0] == r[1] for r in rows)  # the seed layout: page_id is the Confluence id
         assert "page_id" not in columns
@@ -223,7 +232,7 @@ def test_every_live_page_has_its_archon_page_row_and_the_trashed_one_none(synced
                WHERE m.source_id LIKE 'confluence\\_%'"""
         ).fetchall()
     by_page = {r[1]: r for r in rows}
-    assert set(by_page) == _all_live(synced)
+    assert set(by_page) == _all_live(synced) - {synced.restricted}  # Archon's server knows no identity
     assert synced.trashed not in by_page
     assert sum(bool(r[4]) for r in rows) >= len(rows) - 2  # the two space home pages are empty
     for pid, row in by_page.items():
@@ -349,7 +358,7 @@ def test_archon_page_listing_and_by_url_lookup_find_the_pages(synced):
             "SELECT id, url, section_title FROM archon_page_metadata WHERE source_id = %s ORDER BY section_order, url",
             (f"confluence_{space}",),
         ).fetchall()
-        assert {r[2] for r in listed} == {synced.titles[p] for p in synced.live[space]}
+        assert {r[2] for r in listed} == {synced.titles[p] for p in synced.live[space] - {synced.restricted}}
         # rag_read_full_page / GET /api/pages/by-url?url=
         contents = []
         for page_uuid, link, title in listed:

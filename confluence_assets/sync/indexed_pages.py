@@ -4,8 +4,10 @@ in archon_page_metadata. Every statement that writes or removes them is here.
 Two layouts (sql/0.1.0/090_confluence_archon_pages.sql says why):
 
 - seed (no archon_page_metadata): chunk ``metadata->>'page_id'`` is the Confluence id;
-- Archon (archon_page_metadata exists): each page has a row there with a stable UUID (``page_uuid``), the
-  chunk's ``page_id`` column and ``metadata->>'page_id'`` are that UUID, so Archon's pages mode finds it.
+- Archon (archon_page_metadata exists): each page has a stable UUID (``page_uuid``) in its chunks'
+  ``metadata->>'page_id'``, so Archon's pages mode groups them; a page without read restrictions (the only
+  kind Archon's identity-less tools may show) has its row there under that id, and its chunks' ``page_id``
+  column points at it.
 
 In both, ``metadata->>'confluence_page_id'`` is the Confluence id, and queries read it through the SQL
 function ``confluence_chunk_page_id(metadata)``.
@@ -66,7 +68,7 @@ class ChunkSwap:
                      embedding_model, embedding_dimension, page_id)
                    SELECT {url}, chunk_number, content,
                           metadata || jsonb_build_object('page_id', %(uuid)s::text, 'confluence_page_id', page_id),
-                          source_id, embedding::{vtype}, embedding_model, embedding_dimension, %(uuid)s
+                          source_id, embedding::{vtype}, embedding_model, embedding_dimension, %(row)s::uuid
                    FROM confluence_sync_staged_chunks s WHERE s.source_id = %(sid)s AND s.page_id = %(pid)s
                    ORDER BY s.chunk_number"""
             ).format(col=column, vtype=vtype, url=_CHUNK_URL)
@@ -87,9 +89,17 @@ class ChunkSwap:
         deleted = conn.execute(
             "DELETE FROM archon_crawled_pages WHERE confluence_chunk_page_id(metadata) = %s", (page_id,)
         ).rowcount
-        params = {"url": url, "sid": source_id, "pid": page_id, "uuid": page_uuid(page_id)}
+        params = {"url": url, "sid": source_id, "pid": page_id, "uuid": page_uuid(page_id), "row": None}
         if self.archon:
-            conn.execute(_PAGE_ROW, params)
+            # Archon's server reads archon_page_metadata as service_role, which row level security does not
+            # narrow, and knows no identity: only a page every reader of its space may read gets a row
+            # there (as only such pages' chunks come out of Archon's search functions, sql/0.1.0/040).
+            # Unknown restrictions count as restricted. Its chunks keep the UUID in metadata either way.
+            if conn.execute("SELECT confluence_page_unrestricted(%s)", (page_id,)).fetchone()[0]:
+                conn.execute(_PAGE_ROW, params)
+                params["row"] = params["uuid"]
+            else:
+                conn.execute("DELETE FROM archon_page_metadata WHERE id = %s", (params["uuid"],))
         written = conn.execute(self.insert, params).rowcount
         return deleted, written
 
