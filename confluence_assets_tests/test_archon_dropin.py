@@ -443,6 +443,7 @@ def test_a_space_whose_source_the_user_deleted_stays_deleted_until_restored(migr
 
     site = generated_site(19, spaces=1, pages=4)
     key = only_space(site)
+    site.spaces[key].description = ""  # no description: the summary comes from the first page with text
     with sandbox_servers(site) as sb, dg.DagsterInstance.ephemeral() as instance:
         resources = resources_for(sb, migrated_db_url)
         discover_spaces(instance, resources)
@@ -469,4 +470,13 @@ def test_a_space_whose_source_the_user_deleted_stays_deleted_until_restored(migr
         chunks = conn.execute(
             "SELECT count(*) FROM archon_crawled_pages WHERE source_id = %s", (f"confluence_{key}",)
         ).fetchone()[0]
+        summary, first = conn.execute(
+            """SELECT s.summary, (SELECT c.content FROM archon_crawled_pages c
+                                  JOIN confluence_pages p ON p.page_id = confluence_chunk_page_id(c.metadata)
+                                  WHERE c.source_id = s.source_id AND c.chunk_number = 0 AND btrim(c.content) <> ''
+                                  ORDER BY length(p.path) - length(replace(p.path, '/', '')), p.page_id LIMIT 1)
+               FROM archon_sources s WHERE s.source_id = %s""",
+            (f"confluence_{key}",),
+        ).fetchone()
     assert chunks > 0
+    assert summary and " ".join(first.split()).startswith(summary.removesuffix(" ...")), (summary, first[:80])
