@@ -273,7 +273,7 @@ KEYWORD = (
     "SELECT page_id FROM confluence_hybrid_search(NULL::vector, %s, %s, search_mode => 'keyword',"
     " viewer_account_id => NULL)"
 )
-ALL_WORDS = """SELECT c.metadata->>'page_id' FROM archon_crawled_pages c
+ALL_WORDS = """SELECT confluence_chunk_page_id(c.metadata) FROM archon_crawled_pages c
                WHERE c.content_search_vector @@ websearch_to_tsquery('english', %(q)s)
                ORDER BY ts_rank_cd(c.content_search_vector, websearch_to_tsquery('english', %(q)s)) DESC, c.id
                LIMIT %(limit)s"""

@@ -394,7 +394,7 @@ def readable_shares(conn) -> dict[str, float]:
         out[name] = conn.execute(
             """SELECT avg(CASE WHEN p.page_id IS NULL THEN 0 ELSE 1 END) FROM archon_crawled_pages c
                LEFT JOIN confluence_filtered_pages(viewer_account_id => %s, as_service_account => %s) p
-                 ON p.page_id = c.metadata->>'page_id'""",
+                 ON p.page_id = confluence_chunk_page_id(c.metadata)""",
             (viewer, admin),
         ).fetchone()[0]
     return out

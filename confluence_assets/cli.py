@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 
 from confluence_assets import __version__, settings
+from confluence_assets.confluence.keys import validate_space_key
+from confluence_assets.sync.spaces import restore_space
 
 log = logging.getLogger("confluence_assets")
 
@@ -44,6 +46,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
         for pool, limit in prepare_pools_in(home).items():
             print(f"Dagster pool {pool}: {limit} slots ({settings.DAGSTER_HOME}={home})")
+    return 0
+
+
+def _cmd_restore_space(args: argparse.Namespace) -> int:
+    print(restore_space(args.database_url, args.space_key))
     return 0
 
 
@@ -229,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", _cmd_migrate, "apply pending SQL migrations")
     p = add("db-url", _cmd_db_url, "print the database URL in use (password masked)")
     p.add_argument("--dagster", action="store_true", help="print Dagster's storage URL instead")
+    p = add("restore-space", _cmd_restore_space, "sync again a space whose source was deleted in Archon")
+    p.add_argument("space_key", type=validate_space_key, metavar="KEY", help="its Confluence space key")
     p = add("doctor", _cmd_doctor, "check database, pgvector, migrations, settings and that Confluence answers")
     p.add_argument("--offline", action="store_true", help="check settings only; make no request to Confluence")
     help_ = "run the Dagster UI and daemon on the embedded database (--sandbox: against the sandbox servers)"

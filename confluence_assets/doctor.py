@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import psycopg
 
 from confluence_assets import settings
-from confluence_assets.db import migrations
+from confluence_assets.db import migrations, vector_indexes
 from confluence_assets.db.connection import resolve_database
 
 MIN_SERVER_VERSION_NUM = 140000  # PostgreSQL 14: the oldest the schema and search SQL are written for
@@ -30,7 +30,7 @@ class Check:
 def run_checks(database_url: str | None = None, *, online: bool = True) -> list[Check]:
     """Every check; ``online`` also makes one request to Confluence with the configured credentials."""
     config, problems = settings.load_reporting()
-    checks = _database_checks(database_url)
+    checks = _database_checks(database_url, config.embeddings.dimensions)
     settings_check = _confluence_check(config.confluence)
     checks.append(settings_check)
     checks.append(_request_limits(config.confluence))
@@ -41,7 +41,7 @@ def run_checks(database_url: str | None = None, *, online: bool = True) -> list[
     return checks
 
 
-def _database_checks(database_url: str | None) -> list[Check]:
+def _database_checks(database_url: str | None, dimensions: int = settings.DEFAULT_EMBEDDING_DIMENSIONS) -> list[Check]:
     try:
         target = resolve_database(database_url)
     except Exception as exc:  # the embedded server failed to start
@@ -71,6 +71,7 @@ def _database_checks(database_url: str | None) -> list[Check]:
             checks = [Check("database", True, f"{where} {target.masked} (PostgreSQL {version})")]
             checks.append(_vector_check(conn))
             checks.append(_migrations_check(conn))
+            checks.extend(_archon_checks(conn, dimensions))
             return checks
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -98,6 +99,48 @@ def _vector_check(conn: psycopg.Connection) -> Check:
         "the server has no pgvector extension",
         "install pgvector on that server (https://github.com/pgvector/pgvector#installation)",
     )
+
+
+def _archon_checks(conn: psycopg.Connection, dimensions: int) -> list[Check]:
+    """On an Archon database: the dimension Archon's server can see, and ivfflat indexes built before the
+    rows they index (db/vector_indexes.py)."""
+    if conn.execute("SELECT to_regclass('archon_crawled_pages') IS NULL").fetchone()[0]:
+        return []
+    checks = []
+    if vector_indexes.is_archon_database(conn):
+        if dimensions == vector_indexes.ARCHON_DIMENSION:
+            checks.append(Check("archon", True, f"{dimensions}-d embeddings: Archon's server searches them too"))
+        else:
+            checks.append(
+                Check(
+                    "archon",
+                    False,
+                    f"{settings.EMBEDDING_DIMENSIONS}={dimensions}: Archon's server searches only embedding_1536, "
+                    "so the Confluence chunks are invisible to Archon's own tools (our search still finds them)",
+                    f"for Archon's tools, use a 1536-d model ({settings.EMBEDDING_DIMENSIONS}=1536) and re-sync",
+                )
+            )
+    for index in vector_indexes.ivfflat_indexes(conn):
+        if index.skewed:
+            checks.append(
+                Check(
+                    f"index {index.name}",
+                    False,
+                    f"ivfflat (lists = {index.lists}) built on an empty or much smaller table: {index.newer_share:.0%} "
+                    f"of its {index.rows} rows came after it, in lists computed without them (one probe finds "
+                    f"{index.one_probe_recall:.0%} of a stored vector's 10 nearest); searches miss neighbours",
+                    f"rebuild it on the data: psql -c '{index.rebuild}'",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    f"index {index.name}",
+                    True,
+                    f"ivfflat (lists = {index.lists}), {index.rows} rows, one probe finds {index.one_probe_recall:.0%}",
+                )
+            )
+    return checks
 
 
 def _migrations_check(conn: psycopg.Connection) -> Check:

@@ -65,6 +65,8 @@ CONFLUENCE_DELETION_STRATEGY = "CONFLUENCE_DELETION_STRATEGY"
 CONFLUENCE_MASS_DELETION_LIMIT = "CONFLUENCE_MASS_DELETION_LIMIT"  # "20%" of a space's live pages, or a count
 CONFLUENCE_MASS_DELETION_MIN_PAGES = "CONFLUENCE_MASS_DELETION_MIN_PAGES"  # this many or fewer: never held back
 CONFLUENCE_FRESHNESS_MARGIN_SECONDS = "CONFLUENCE_FRESHNESS_MARGIN_SECONDS"  # chunk_embeddings' freshness
+# Archon's knowledge_type of the spaces' sources, chunks and pages: "business", or "HR=business,*=technical"
+CONFLUENCE_KNOWLEDGE_TYPES = "CONFLUENCE_KNOWLEDGE_TYPES"
 
 CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS"
 CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS = "CONFLUENCE_SPACE_SENSOR_INTERVAL_SECONDS"
@@ -94,6 +96,8 @@ DEFAULT_EMBEDDING_DIMENSIONS = 1536
 SUPPORTED_DIMENSIONS = (384, 768, 1024, 1536, 3072)
 DELETION_STRATEGIES = ("weekly_reconciliation", "every_sync", "on_demand")
 DEFAULT_DELETION_STRATEGY = "weekly_reconciliation"
+KNOWLEDGE_TYPES = ("technical", "business")  # what Archon's UI filters on
+DEFAULT_KNOWLEDGE_TYPE = "technical"
 SPACE_TYPES = ("global", "personal")
 SPACE_STATUSES = ("current", "archived")
 AUTOMATION_DEFAULTS = ("running", "stopped")
@@ -186,6 +190,13 @@ class SpaceSelectionSettings:
     space_types: tuple[str, ...] = ("global",)
     statuses: tuple[str, ...] = ("current",)
     deletion_strategy: str = DEFAULT_DELETION_STRATEGY
+    # (space key or "*", knowledge type) pairs; a space not named gets "*"'s, else DEFAULT_KNOWLEDGE_TYPE
+    knowledge_types: tuple[tuple[str, str], ...] = ()
+
+    def knowledge_type(self, space_key: str) -> str:
+        """Archon's knowledge_type of the space (its Technical/Business filter)."""
+        chosen = dict(self.knowledge_types)
+        return chosen.get(space_key.upper(), chosen.get("*", DEFAULT_KNOWLEDGE_TYPE))
 
 
 @dataclass(frozen=True)
@@ -267,6 +278,28 @@ def _content_types(r: _Reader) -> tuple[str, ...]:
         r.fail(CONFLUENCE_CONTENT_TYPES, f"{CONFLUENCE_CONTENT_TYPES} must be page, blogpost or both, got {raw!r}")
         return DEFAULT_CONTENT_TYPES
     return types
+
+
+_KNOWLEDGE_ENTRY = re.compile(r"(?:([A-Za-z0-9_~-]+|\*)\s*=\s*)?([A-Za-z]+)")
+
+
+def _knowledge_types(r: _Reader) -> tuple[tuple[str, str], ...]:
+    """CONFLUENCE_KNOWLEDGE_TYPES: a type for every space ("business") or per space ("HR=business,*=technical")."""
+    raw = r.text(CONFLUENCE_KNOWLEDGE_TYPES)
+    if raw is None:
+        return ()
+    pairs = []
+    for item in (i.strip() for i in raw.split(",") if i.strip()):
+        match = _KNOWLEDGE_ENTRY.fullmatch(item)
+        if not match or match.group(2).lower() not in KNOWLEDGE_TYPES:
+            r.fail(
+                CONFLUENCE_KNOWLEDGE_TYPES,
+                f"{CONFLUENCE_KNOWLEDGE_TYPES} must be technical or business, or KEY=type pairs "
+                f"(e.g. 'HR=business,*=technical'), got {raw!r}",
+            )
+            return ()
+        pairs.append(((match.group(1) or "*").upper(), match.group(2).lower()))
+    return tuple(pairs)
 
 
 _RATE_OPTION = r"((capacity|fill_rate|interval_seconds|hourly_quota)=[0-9.]+|style=(cloud|datacenter))"
@@ -351,6 +384,7 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
             space_types=r.items(CONFLUENCE_SPACE_TYPES, ("global",), SPACE_TYPES),
             statuses=r.items(CONFLUENCE_SPACE_STATUSES, ("current",), SPACE_STATUSES),
             deletion_strategy=r.choice(CONFLUENCE_DELETION_STRATEGY, DEFAULT_DELETION_STRATEGY, DELETION_STRATEGIES),
+            knowledge_types=_knowledge_types(r),
         ),
         automation=AutomationSettings(
             change_sensor_interval_seconds=int(r.number(CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS, 3600, minimum=1)),

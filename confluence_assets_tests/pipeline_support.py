@@ -164,7 +164,7 @@ def db_state(db_url: str, space_key: str) -> dict[str, Any]:
         }
         chunks: dict[str, list[tuple]] = {}
         for pid, number, content, url, has_emb, h in conn.execute(
-            """SELECT metadata->>'page_id', chunk_number, content, url, embedding_1536 IS NOT NULL,
+            """SELECT confluence_chunk_page_id(metadata), chunk_number, content, url, embedding_1536 IS NOT NULL,
                       metadata->>'content_hash'
                FROM archon_crawled_pages WHERE source_id = %s ORDER BY 1, 2""",
             (source_id,),
@@ -253,7 +253,7 @@ def assert_matches_site(site: Site, db_url: str, space_key: str) -> dict[str, An
         chunks = state["chunks"].get(pid)
         assert chunks, f"page {pid} has no chunks"
         assert [c[0] for c in chunks] == list(range(len(chunks)))
-        assert all(c[2] == f"confluence://{space_key}/{pid}" for c in chunks)
+        assert all(c[2].split("#")[0] == meta["page_url"] for c in chunks), (pid, chunks[0][2])  # a real link
         assert all(c[3] for c in chunks), f"page {pid} has unembedded chunks"
     assert set(state["chunks"]) <= set(live), "chunks of pages that are not live"
     twice = {key: n for key, n in state["chunk_keys"].items() if n != 1}

@@ -115,6 +115,11 @@ def a_chunk(conn: psycopg.Connection, page_id: str) -> int:
     ).fetchone()[0]
 
 
+# A chunk's Confluence page id is metadata confluence_page_id (page_id too in the seed layout):
+# confluence_chunk_page_id, sql/0.1.0/090_confluence_archon_pages.sql.
+UNKNOWN_PAGE = """metadata || '{"page_id": "999000111", "confluence_page_id": "999000111"}'"""
+
+
 def copy_chunk_as(conn: psycopg.Connection, chunk_id: int, metadata_sql: str, url: str) -> None:
     """A copy of a chunk with other metadata (``metadata_sql`` is an SQL expression over ``metadata``)."""
     conn.execute(
@@ -206,13 +211,13 @@ def test_an_orphan_chunk(synced, conn, damage):
         conn.execute("UPDATE confluence_pages SET is_deleted = TRUE, deleted_at = now() WHERE page_id = %s", (page_id,))
         expected, reason, orphans = page_id, "deleted page", chunks
     elif damage == "page unknown":  # a chunk of a page the space never had
-        copy_chunk_as(conn, a_chunk(conn, page_id), 'metadata || \'{"page_id": "999000111"}\'', "confluence://X/1")
+        copy_chunk_as(conn, a_chunk(conn, page_id), UNKNOWN_PAGE, "confluence://X/1")
         expected, reason, orphans = "999000111", "unknown page", 1
     elif damage == "page row gone":
         conn.execute("DELETE FROM confluence_pages WHERE page_id = %s", (page_id,))
         expected, reason, orphans = page_id, "unknown page", chunks
     else:
-        copy_chunk_as(conn, a_chunk(conn, page_id), "metadata - 'page_id'", "confluence://X/2")
+        copy_chunk_as(conn, a_chunk(conn, page_id), "metadata - 'page_id' - 'confluence_page_id'", "confluence://X/2")
         expected, reason, orphans = "-", "no page id", 1
     outcomes = run_checks(conn, synced.key)
     assert failing(outcomes) == {"no_orphan_chunks"}
@@ -346,7 +351,7 @@ def test_dagster_reports_each_failing_check_with_its_description(synced):
             db.execute(
                 "UPDATE archon_crawled_pages SET embedding_1536 = NULL WHERE id = %s", (a_chunk(db, unembedded),)
             )
-            copy_chunk_as(db, a_chunk(db, edited), 'metadata || \'{"page_id": "999000111"}\'', "confluence://X/1")
+            copy_chunk_as(db, a_chunk(db, edited), UNKNOWN_PAGE, "confluence://X/1")
             db.execute(
                 "UPDATE archon_crawled_pages SET embedding_model = 'text-embedding-ada-002' WHERE id = %s",
                 (a_chunk(db, other_model),),

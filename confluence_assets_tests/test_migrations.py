@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from confluence_assets.db import migrations
+from confluence_assets_tests.archon_support import ARCHON, archon_on_supabase, drop_roles, supabase_roles
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -160,8 +161,9 @@ def test_the_seven_indexes_with_their_where_clauses_and_opclasses(migrated_db_ur
         "idx_confluence_pages_path": ["btree (path text_pattern_ops)"],
         "idx_confluence_pages_jira": ["gin (((metadata -> 'jira_issue_links'::text)) jsonb_path_ops)"],
         "idx_confluence_pages_mentions": ["gin (((metadata -> 'user_mentions'::text)) jsonb_path_ops)"],
-        "idx_crawled_pages_confluence_page_id": [
-            "btree (((metadata ->> 'page_id'::text))) WHERE (metadata ? 'page_id'::text)"
+        # 090 replaced 010's index on metadata->>'page_id' (see confluence_chunk_page_id).
+        "idx_crawled_pages_confluence_chunk_page_id": [
+            "btree (confluence_chunk_page_id(metadata)) WHERE (confluence_chunk_page_id(metadata) IS NOT NULL)"
         ],
     }
     for name, fragments in expected.items():
@@ -183,7 +185,8 @@ def test_comments_document_tables_columns_and_indexes(migrated_db_url):
         ).fetchall()
         index_comments = conn.execute(
             """SELECT c.relname, obj_description(c.oid) FROM pg_class c
-               WHERE c.relname LIKE 'idx_confluence_pages_%' OR c.relname = 'idx_crawled_pages_confluence_page_id'"""
+               WHERE c.relname LIKE 'idx_confluence_pages_%'
+                  OR c.relname = 'idx_crawled_pages_confluence_chunk_page_id'"""
         ).fetchall()
     assert "archon_crawled_pages" in table
     assert uncommented == []
@@ -204,7 +207,7 @@ def _seed_space(conn, source_id: str, pages: int, chunks_per_page: int) -> None:
     conn.execute(
         """INSERT INTO archon_crawled_pages (url, chunk_number, content, metadata, source_id)
            SELECT 'confluence://K/' || %(s)s || '-' || p, c, 'chunk ' || c || ' of ' || p,
-                  jsonb_build_object('page_id', %(s)s || '-' || p), %(s)s
+                  jsonb_build_object('source_type', 'confluence', 'page_id', %(s)s || '-' || p), %(s)s
            FROM generate_series(1, %(n)s) p, generate_series(0, %(k)s - 1) c""",
         {"s": source_id, "n": pages, "k": chunks_per_page},
     )
@@ -224,7 +227,7 @@ def test_deleting_a_source_cascades_to_its_pages_and_chunks_only(migrated_db_url
 def test_chunk_lookup_by_page_id_uses_the_partial_index(migrated_db_url):
     with psycopg.connect(migrated_db_url) as conn:
         _seed_space(conn, "confluence_BIG", pages=4000, chunks_per_page=8)  # 32,000 chunks
-        # Non-Confluence rows (no page_id) are outside the partial index.
+        # Non-Confluence rows (no Confluence page id) are outside the partial index.
         conn.execute(
             """INSERT INTO archon_sources (source_id) VALUES ('web');
                INSERT INTO archon_crawled_pages (url, chunk_number, content, source_id)
@@ -234,25 +237,24 @@ def test_chunk_lookup_by_page_id_uses_the_partial_index(migrated_db_url):
         plan = "\n".join(
             row[0]
             for row in conn.execute(
-                "EXPLAIN SELECT id, content FROM archon_crawled_pages "
-                "WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s",
+                "EXPLAIN SELECT id, content FROM archon_crawled_pages WHERE confluence_chunk_page_id(metadata) = %s",
                 ("confluence_BIG-1234",),
             ).fetchall()
         )
         # A prepared statement's generic plan (a real $1, as a driver that prepares would send it).
         conn.execute(
             "PREPARE chunks_of(text) AS SELECT id, content FROM archon_crawled_pages "
-            "WHERE metadata ? 'page_id' AND metadata->>'page_id' = $1"
+            "WHERE confluence_chunk_page_id(metadata) = $1"
         )
         conn.execute("SET plan_cache_mode = force_generic_plan")
         generic = "\n".join(r[0] for r in conn.execute("EXPLAIN EXECUTE chunks_of('confluence_BIG-1234')"))
         hits = conn.execute(
-            "SELECT count(*) FROM archon_crawled_pages WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s",
+            "SELECT count(*) FROM archon_crawled_pages WHERE confluence_chunk_page_id(metadata) = %s",
             ("confluence_BIG-1234",),
         ).fetchone()[0]
-    assert "idx_crawled_pages_confluence_page_id" in plan, plan
+    assert "idx_crawled_pages_confluence_chunk_page_id" in plan, plan
     assert "Seq Scan" not in plan, plan
-    assert "idx_crawled_pages_confluence_page_id" in generic and "$1" in generic, generic
+    assert "idx_crawled_pages_confluence_chunk_page_id" in generic and "$1" in generic, generic
     assert "Seq Scan" not in generic, generic
     assert hits == 8
 
@@ -329,7 +331,7 @@ def test_existing_archon_database_keeps_its_rows_indexes_and_foreign_key(fresh_d
     assert after == before
     assert "ivfflat" in defs["idx_archon_crawled_pages_embedding_1536"]  # Archon's own index is untouched
     assert fk_action == "a"  # Archon's FK (NO ACTION) is left as it is
-    assert "idx_crawled_pages_confluence_page_id" in defs
+    assert "idx_crawled_pages_confluence_chunk_page_id" in defs
     assert total == archon_migration_rows + ours == archon_migration_rows + len(migrations.discover())
 
 
@@ -341,14 +343,8 @@ OUR_PRIVATE_TABLES = (
     "confluence_users",
     "confluence_space_permissions",
     "confluence_page_restrictions",
+    "confluence_sources_seen",
 )
-SUPABASE_ROLES = ("anon", "authenticated", "service_role")
-ARCHON = Path(__file__).resolve().parents[2] / "shared" / "archon"
-
-
-def _supabase_roles(conn) -> set[str]:
-    rows = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)", (list(SUPABASE_ROLES),))
-    return {r[0] for r in rows}
 
 
 @pytest.fixture
@@ -360,20 +356,19 @@ def role_database(server_url):
     from confluence_assets_tests.conftest import _create_database, _drop_database
 
     with psycopg.connect(server_url, autocommit=True) as conn:
-        before = _supabase_roles(conn)
+        before = supabase_roles(conn)
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield _create_database(server_url, name)
     _drop_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        for role in sorted(_supabase_roles(conn) - before):
-            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+        drop_roles(conn, supabase_roles(conn) - before)
 
 
 def test_rls_is_skipped_on_plain_postgres(fresh_db_url):
     """No Supabase role in the cluster: the migrations apply, and create no policy (none is needed: only
     the owner reads)."""
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
-        assert _supabase_roles(conn) == set()  # the role fixtures leave none behind
+        assert supabase_roles(conn) == set()  # the role fixtures leave none behind
     migrations.migrate(fresh_db_url)
     with psycopg.connect(fresh_db_url) as conn:
         rls = dict(conn.execute("SELECT relname, relrowsecurity FROM pg_class WHERE relkind = 'r'").fetchall())
@@ -411,27 +406,12 @@ def test_rls_policies_are_created_where_supabase_auth_exists(role_database):
     assert chunk_policies == [("Confluence chunks: unrestricted pages only", "RESTRICTIVE", ["authenticated"])]
 
 
-def _archon_on_supabase(url: str) -> None:
-    """Archon's real schema as Supabase hosts it: the Supabase stand-ins (roles, auth.role(), default
-    grants to anon/authenticated), then Archon's complete_setup.sql. The embedded server lacks pgcrypto and
-    pg_trgm: gen_random_uuid() is built in, and the three trigram indexes are left out."""
-    import re
-
-    setup = (ARCHON / "migration" / "complete_setup.sql").read_text()
-    setup = re.sub(r"CREATE EXTENSION IF NOT EXISTS (pgcrypto|pg_trgm);", "", setup)
-    setup, trigram = re.subn(r"CREATE INDEX \S+ ON \S+ USING GIN \(\w+ gin_trgm_ops\);", "", setup)
-    assert trigram == 3
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute((ARCHON / "supabase_standins.sql").read_text())
-        conn.execute(setup)
-
-
 @pytest.mark.skipif(not ARCHON.is_dir(), reason="the team's ../shared/archon is not on this machine")
 def test_on_supabase_anon_and_authenticated_read_only_unrestricted_confluence_rows(role_database):
     from confluence_assets.search.hybrid import vector_literal
     from confluence_assets_tests.search_data import Page, Site, lexical_embedding
 
-    _archon_on_supabase(role_database)
+    archon_on_supabase(role_database)
     migrations.migrate(role_database)
     with psycopg.connect(role_database, autocommit=True) as conn:
         site = Site(conn, dims=1536)

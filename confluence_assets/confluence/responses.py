@@ -143,6 +143,20 @@ def page_url(site_base: str, page: Mapping[str, Any], space_key: str | None = No
     return f"{base}/pages/viewpage.action?pageId={page_id}"
 
 
+def section_url(page_link: str, section_title: str | None, page_title: str | None = None) -> str:
+    """The link to a section of a page: Confluence Cloud's heading anchor, the heading's text with each run
+    of whitespace as one "-" (e.g. ``#Rollback-steps``); the page's link when the section is the page
+    itself (no heading above the text, or the title)."""
+    heading = (section_title or "").strip()
+    if not heading or heading == (page_title or "").strip() or "#" in page_link:
+        return page_link
+    anchor = quote(_WHITESPACE.sub("-", heading), safe="-._~")
+    return f"{page_link}#{anchor}"
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
 @dataclass(frozen=True)
 class Space:
     key: str

@@ -126,6 +126,11 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
             context.log.warning(f"space key {key!r} is not a valid space key for partitions; skipped")
         if selection.missing_includes:
             context.log.warning(f"included spaces not visible to these credentials: {selection.missing_includes}")
+        if refresh.deleted_in_archon:
+            context.log.warning(
+                f"spaces whose source was deleted in Archon, left out until `confluence-assets restore-space KEY`: "
+                f"{refresh.deleted_in_archon}"
+            )
         context.log.info(
             f"{len(selection.selected)} spaces selected of {refresh.visible} visible; "
             f"+{refresh.added} -{refresh.removed}"
@@ -317,6 +322,7 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
                 settings=ChunkSettings(config.chunk_tokens, config.overlap_tokens, max_tokens),
                 progress=step.progress("pages chunked"),
                 batch_size=loaded.confluence.sync_batch_size,
+                knowledge_type=sources.knowledge_type(step.conn, step.source_id),
             )
             return step.finish(summary, {"chunk_token_limit": min(config.chunk_tokens, max_tokens)})
 

@@ -43,6 +43,7 @@ STEP_MAX_RETRIES = 2
 
 # Failures a retry cannot mend (credentials, settings, permissions, quota): final, never retried.
 FINAL_ERRORS = (
+    sources.SourceDeletedError,
     ConfluenceAuthError,
     ConfluenceConfigError,
     ConfluenceGoneError,

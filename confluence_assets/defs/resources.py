@@ -214,6 +214,10 @@ class SpaceSelectionResource(dg.ConfigurableResource):
     deletion_strategies: dict[str, str] = Field(
         default_factory=dict, description="Per-space deletion strategy overrides, e.g. {'DOCS': 'every_sync'}"
     )
+    knowledge_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Archon's knowledge_type per space key, '*' for the rest (default technical): {'HR': 'business'}",
+    )
 
     def choice(self) -> dict:
         """Keyword arguments for confluence_assets.sync.spaces.refresh_spaces."""
@@ -224,6 +228,7 @@ class SpaceSelectionResource(dg.ConfigurableResource):
             statuses=self.statuses,
             default_deletion_strategy=self.deletion_strategy,
             deletion_strategies=self.deletion_strategies,
+            knowledge_types=settings.SpaceSelectionSettings(knowledge_types=tuple(self.knowledge_types.items())),
         )
 
 
@@ -264,6 +269,7 @@ def build_resources(loaded: settings.Settings) -> dict[str, dg.ConfigurableResou
             space_types=list(loaded.spaces.space_types),
             statuses=list(loaded.spaces.statuses),
             deletion_strategy=loaded.spaces.deletion_strategy,
+            knowledge_types=dict(loaded.spaces.knowledge_types),
         ),
     }
 

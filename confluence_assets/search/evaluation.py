@@ -121,7 +121,7 @@ def evaluate(search: Callable[[str], Sequence], items: Sequence[KnownItem], *, k
 def _windows(conn: psycopg.Connection, page_id: str, words: int) -> list[str]:
     rows = conn.execute(
         """SELECT content FROM archon_crawled_pages
-           WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s ORDER BY chunk_number""",
+           WHERE confluence_chunk_page_id(metadata) = %s ORDER BY chunk_number""",
         (page_id,),
         prepare=False,
     ).fetchall()
@@ -137,9 +137,10 @@ def _matching_pages(conn: psycopg.Connection, phrase: str, arguments, params) ->
     """Live pages (in scope) with a chunk containing every word; 0 when the phrase has < 3 indexable words."""
     query = psycopg.sql.SQL(
         """SELECT CASE WHEN length(to_tsvector('english', %(phrase)s)) < 3 THEN 0 ELSE (
-             SELECT count(DISTINCT c.metadata->>'page_id') FROM archon_crawled_pages c
-             WHERE c.content_search_vector @@ websearch_to_tsquery('english', %(phrase)s) AND c.metadata ? 'page_id'
+             SELECT count(DISTINCT confluence_chunk_page_id(c.metadata)) FROM archon_crawled_pages c
+             WHERE c.content_search_vector @@ websearch_to_tsquery('english', %(phrase)s)
+               AND confluence_chunk_page_id(c.metadata) IS NOT NULL
                AND EXISTS (SELECT 1 FROM confluence_filtered_pages({}) p
-                           WHERE p.page_id = c.metadata->>'page_id' AND p.source_id = c.source_id)) END"""
+                           WHERE p.page_id = confluence_chunk_page_id(c.metadata) AND p.source_id = c.source_id)) END"""
     ).format(arguments)
     return conn.execute(query, {**params, "phrase": phrase}, prepare=False).fetchone()[0]

@@ -97,12 +97,11 @@ _PAGE = sql.SQL(
        FROM confluence_filtered_pages({viewer}) p WHERE p.page_id = %(page)s"""
 ).format(viewer=VIEWER_ARGUMENTS)
 
-# The page's live chunks in order (the partial index of 010 serves ``metadata ? 'page_id'``).
+# The page's live chunks in order (idx_crawled_pages_confluence_chunk_page_id of 090 serves the lookup).
 # The body's chunks only: the page's comments and attachments' text follow them as chunks of their own
 # ("section" in their metadata; content/extras.py), which are not the page's Markdown.
 _CHUNKS = """SELECT content, metadata->'own_start', metadata->'own_end' FROM archon_crawled_pages
-             WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s AND url LIKE 'confluence://%%'
-               AND NOT metadata ? 'section'
+             WHERE confluence_chunk_page_id(metadata) = %s AND NOT metadata ? 'section'
              ORDER BY chunk_number"""
 
 _SPACES = sql.SQL(

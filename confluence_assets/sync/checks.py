@@ -44,7 +44,7 @@ def pages_without_chunks(conn: psycopg.Connection, space_key: str) -> CheckOutco
         """SELECT p.page_id, p.title FROM confluence_pages p
            WHERE p.source_id = %s AND p.is_deleted = FALSE
              AND NOT EXISTS (SELECT 1 FROM archon_crawled_pages c
-                             WHERE c.metadata ? 'page_id' AND c.metadata->>'page_id' = p.page_id
+                             WHERE confluence_chunk_page_id(c.metadata) = p.page_id
                                AND c.source_id = p.source_id)
            ORDER BY p.page_id""",
         (source_id,),
@@ -67,7 +67,7 @@ def pages_without_chunks(conn: psycopg.Connection, space_key: str) -> CheckOutco
 def chunks_without_embedding(conn: psycopg.Connection, space_key: str, dimensions: int) -> CheckOutcome:
     column = f"embedding_{int(dimensions)}"
     rows = conn.execute(
-        f"""SELECT metadata->>'page_id', count(*) FROM archon_crawled_pages
+        f"""SELECT confluence_chunk_page_id(metadata), count(*) FROM archon_crawled_pages
             WHERE source_id = %s AND {column} IS NULL
             GROUP BY 1 ORDER BY 2 DESC, 1""",  # noqa: S608 - an int, one of the schema's columns
         (source_id_for(space_key),),
@@ -87,13 +87,13 @@ def chunks_without_embedding(conn: psycopg.Connection, space_key: str, dimension
 def orphan_chunks(conn: psycopg.Connection, space_key: str) -> CheckOutcome:
     """Chunks whose page is deleted, unknown, of another space, or that name no page at all."""
     rows = conn.execute(
-        """SELECT CASE WHEN NOT c.metadata ? 'page_id' THEN 'no page id'
+        """SELECT CASE WHEN confluence_chunk_page_id(c.metadata) IS NULL THEN 'no page id'
                        WHEN p.page_id IS NULL THEN 'unknown page'
                        WHEN p.source_id <> c.source_id THEN 'page of another space'
                        ELSE 'deleted page' END AS reason,
-                  c.metadata->>'page_id', count(*)
+                  confluence_chunk_page_id(c.metadata), count(*)
            FROM archon_crawled_pages c
-           LEFT JOIN confluence_pages p ON p.page_id = c.metadata->>'page_id'
+           LEFT JOIN confluence_pages p ON p.page_id = confluence_chunk_page_id(c.metadata)
            WHERE c.source_id = %s
              AND (p.page_id IS NULL OR p.is_deleted OR p.source_id <> c.source_id)
            GROUP BY 1, 2 ORDER BY 1, 2""",

@@ -15,9 +15,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
-from confluence_assets.confluence.responses import page_url
+from confluence_assets.confluence.responses import page_url, section_url
 from confluence_assets.content.extras import extra_chunks
 from confluence_assets.content.metadata import breadcrumb_prefix
+from confluence_assets.settings import DEFAULT_KNOWLEDGE_TYPE
 from confluence_assets.sync import crashpoints, staging
 from confluence_assets.sync.extras import stored_extras
 from confluence_assets.sync.staging import FailedPage
@@ -59,8 +60,10 @@ def chunk_staged(
     settings: ChunkSettings | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = BATCH,
+    knowledge_type: str = DEFAULT_KNOWLEDGE_TYPE,
 ) -> ChunkSummary:
-    """Chunk every converted page waiting for it, ``batch_size`` pages a transaction; ``conn`` in autocommit."""
+    """Chunk every converted page waiting for it, ``batch_size`` pages a transaction; ``conn`` in autocommit.
+    ``knowledge_type``: Archon's, for the chunks' metadata (settings: CONFLUENCE_KNOWLEDGE_TYPES)."""
     settings = settings or ChunkSettings()
     source_id = source_id_for(space_key)
     summary = ChunkSummary()
@@ -70,9 +73,11 @@ def chunk_staged(
         with conn.transaction(), conn.cursor() as cur:
             for page_id, title, version, last_modified, markdown, webui in rows:
                 url = page_url(base_url, {"id": page_id, "_links": {"webui": webui}}, space_key)
-                kind, prefix = kinds.get(page_id, ("page", []))
+                kind, prefix, labels = kinds.get(page_id, ("page", [], []))
                 meta = {"page_id": page_id, "page_title": title, "page_url": url, "space_key": space_key}
                 meta |= {"content_type": kind, "breadcrumb_prefix": prefix}
+                # The keys Archon's own chunks carry (its agents cite metadata.url), alongside ours.
+                meta |= {"title": title, "source_id": source_id, "knowledge_type": knowledge_type, "tags": labels}
                 try:
                     chunks = chunker(
                         markdown or "",
@@ -119,13 +124,14 @@ def _extra_chunks(chunker: Callable[..., list], title: str, extras, first: int, 
     )
 
 
-def _content_types(conn: psycopg.Connection, page_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
-    """Each converted page's content type and breadcrumb prefix (a blog post's space, "Blog" and day), as
-    page_metadata stored them with the page."""
+def _content_types(conn: psycopg.Connection, page_ids: list[str]) -> dict[str, tuple[str, list[str], list[str]]]:
+    """Each converted page's content type, breadcrumb prefix (a blog post's space, "Blog" and day) and
+    labels, as page_metadata stored them with the page."""
     return {
-        pid: (kind or "page", breadcrumb_prefix({"content_type": kind, "space_key": key, "posted_on": day}))
-        for pid, kind, key, day in conn.execute(
-            """SELECT page_id, content_type, metadata->>'space_key', metadata->>'posted_on'
+        pid: (kind or "page", breadcrumb_prefix({"content_type": kind, "space_key": key, "posted_on": day}), labels)
+        for pid, kind, key, day, labels in conn.execute(
+            """SELECT page_id, content_type, metadata->>'space_key', metadata->>'posted_on',
+                      coalesce(metadata->'labels', '[]'::jsonb)
                FROM confluence_pages WHERE page_id = ANY(%s)""",
             (page_ids,),
         )
@@ -139,6 +145,10 @@ def _chunk_row(source_id: str, c, meta: dict, version: int, last_modified) -> tu
         "source_type": "confluence",
         **meta,
         "section_title": c.section_title,
+        # A link to the chunk's section (comments and attachments: the page's).
+        "url": meta["page_url"] if "section" in meta else section_url(meta["page_url"], c.section_title, meta["title"]),
+        "word_count": len(c.content.split()),
+        "char_count": len(c.content),
         # Search shows the stored ancestors' titles, then this: a blog post (no ancestors) its blog and day.
         "breadcrumb": [*prefix, *c.breadcrumb],
         "content_hash": c.content_hash,

@@ -28,7 +28,7 @@ from confluence_assets.confluence.client import ConfluenceAPI
 from confluence_assets.confluence.cql import page_ids_cql
 from confluence_assets.confluence.responses import listed_types, page_version
 from confluence_assets.content.macro_scan import EMPTY_SCAN, TREE, VIEW_ONLY, MacroScan, scan_storage
-from confluence_assets.sync import page_tree, staging
+from confluence_assets.sync import indexed_pages, page_tree, staging
 
 # Ids per CQL `id in (...)` request: one under the page size (50 at most with bodies expanded), so that
 # the answer is never a full page, which Confluence follows with a `next` link and one more request.
@@ -154,14 +154,18 @@ def showing_narrowed(
     """Stored pages that may show a page whose permissions narrowed: one of ``narrowed`` or below it (a
     restriction holds for the descendants too), or, ``space_narrowed``, any page of the space."""
     ids = sorted({str(p) for p in narrowed if p})
-    below = [
-        pid
-        for (pid,) in conn.execute(
-            """SELECT DISTINCT p.page_id FROM confluence_pages p JOIN confluence_pages a ON a.page_id = ANY(%s)
+    below = (
+        [
+            pid
+            for (pid,) in conn.execute(
+                """SELECT DISTINCT p.page_id FROM confluence_pages p JOIN confluence_pages a ON a.page_id = ANY(%s)
                WHERE p.is_deleted = FALSE AND (p.page_id = a.page_id OR starts_with(p.path, a.path || '/'))""",
-            (ids,),
-        )
-    ] if ids else []
+                (ids,),
+            )
+        ]
+        if ids
+        else []
+    )
     found = set(pages_showing(conn, below))
     if space_narrowed:
         found.update(pages_showing_space(conn, source_id))
@@ -177,11 +181,7 @@ def withdraw(conn: psycopg.Connection, page_ids: Iterable[str]) -> int:
     if not ids:
         return 0
     conn.execute("DELETE FROM confluence_sync_staged_pages WHERE page_id = ANY(%s)", (ids,))
-    removed = conn.execute(
-        """DELETE FROM archon_crawled_pages
-           WHERE metadata ? 'page_id' AND metadata->>'page_id' = ANY(%s) AND url LIKE 'confluence://%%'""",
-        (ids,),
-    ).rowcount
+    removed = indexed_pages.remove(conn, ids)
     conn.execute(
         "UPDATE confluence_pages SET indexed_version = NULL, updated_at = now() WHERE page_id = ANY(%s)", (ids,)
     )

@@ -24,7 +24,7 @@ from psycopg import sql
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.embeddings import Embedder
 from confluence_assets.settings import SUPPORTED_DIMENSIONS
-from confluence_assets.sync import crashpoints, staging
+from confluence_assets.sync import crashpoints, indexed_pages, sources, staging
 from confluence_assets.sync.staging import FailedPage
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def embed_and_swap(
     summary.embed_seconds = time.monotonic() - started
     _swap_ready_pages(conn, source_id, space_key, dims, summary, progress, connect, swap_workers)
     summary.swap_seconds = time.monotonic() - started - summary.embed_seconds
+    sources.summary_from_first_page(conn, source_id)  # a space without a description (Archon shows it)
     crashpoints.reached("complete")
     return summary
 
@@ -159,7 +160,9 @@ def _swap_ready_pages(
     workers: int = 1,
 ) -> None:
     ready = staging.ready_to_swap(conn, source_id)
-    swap = _PageSwap(source_id, space_key, dimensions, summary)
+    embedding_column(dimensions)  # refuses a dimension without a column before any SQL is built
+    chunk_swap = indexed_pages.ChunkSwap(dimensions, archon=indexed_pages.archon_layout(conn))
+    swap = _PageSwap(source_id, space_key, chunk_swap, summary)
     reported = 0
 
     def report() -> None:  # from the step's own thread only (Dagster's logger is not called from workers)
@@ -194,32 +197,18 @@ def _swap_ready_pages(
 
 
 class _PageSwap:
-    """One page's swap: delete its chunk rows, insert the staged ones, mark the version indexed, drop it
-    from staging, all in one transaction. Safe to call from several threads, each with its connection."""
+    """One page's swap: replace its chunk rows (and its archon_page_metadata row on an Archon database) with
+    the staged ones, mark the version indexed, drop it from staging, all in one transaction. Safe to call
+    from several threads, each with its connection."""
 
-    def __init__(self, source_id: str, space_key: str, dimensions: int, summary: EmbedSummary) -> None:
-        self.source_id, self.space_key, self.summary = source_id, space_key, summary
-        self.insert = sql.SQL(
-            """INSERT INTO archon_crawled_pages
-                 (url, chunk_number, content, metadata, source_id, {col}, embedding_model, embedding_dimension)
-               SELECT %(url)s, chunk_number, content, metadata, source_id, embedding::{vtype}, embedding_model,
-                      embedding_dimension
-               FROM confluence_sync_staged_chunks WHERE source_id = %(sid)s AND page_id = %(pid)s
-               ORDER BY chunk_number"""
-        ).format(col=embedding_column(dimensions), vtype=sql.SQL(f"vector({int(dimensions)})"))  # whitelisted
+    def __init__(self, source_id: str, space_key: str, swap: indexed_pages.ChunkSwap, summary: EmbedSummary) -> None:
+        self.source_id, self.space_key, self.swap, self.summary = source_id, space_key, swap, summary
         self.lock = threading.Lock()
 
     def one(self, conn: psycopg.Connection, page_id: str) -> None:
         source_id = self.source_id
         with conn.transaction():
-            deleted = conn.execute(
-                """DELETE FROM archon_crawled_pages
-                   WHERE metadata ? 'page_id' AND metadata->>'page_id' = %s AND url LIKE 'confluence://%%'""",
-                (page_id,),
-            ).rowcount
-            written = conn.execute(
-                self.insert, {"url": f"confluence://{self.space_key}/{page_id}", "sid": source_id, "pid": page_id}
-            ).rowcount
+            deleted, written = self.swap.replace(conn, source_id, page_id, f"confluence://{self.space_key}/{page_id}")
             staging.complete(conn, source_id, page_id)
             crashpoints.reached("swap_inside")
         crashpoints.reached("swap_done")

@@ -42,7 +42,7 @@ from confluence_assets.confluence.errors import ConfluenceNotFoundError
 from confluence_assets.confluence.keys import source_id_for, validate_space_key
 from confluence_assets.confluence.responses import BLOGPOST, PAGE, TREE_NODE_TYPES, listed_types, page_version
 from confluence_assets.settings import MassDeletionSettings
-from confluence_assets.sync import extras, page_tree, rendering, sources, staging
+from confluence_assets.sync import extras, indexed_pages, page_tree, rendering, sources, staging
 from confluence_assets.sync.deletion_guard import HeldBackDeletion, hold_back
 
 log = logging.getLogger(__name__)
@@ -206,11 +206,7 @@ def reconcile_space(
         gone = []
     for batch in _batches(gone, 500):
         with conn.transaction():
-            summary.chunks_removed += conn.execute(
-                """DELETE FROM archon_crawled_pages
-                   WHERE metadata ? 'page_id' AND metadata->>'page_id' = ANY(%s) AND url LIKE 'confluence://%%'""",
-                (batch,),
-            ).rowcount
+            summary.chunks_removed += indexed_pages.remove(conn, batch)
             conn.execute(
                 """UPDATE confluence_pages SET is_deleted = TRUE, deleted_at = now(), indexed_version = NULL,
                      updated_at = now() WHERE page_id = ANY(%s)""",

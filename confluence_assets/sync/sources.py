@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from confluence_assets.confluence.keys import source_id_for
 from confluence_assets.confluence.responses import Space
-from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DELETION_STRATEGIES
+from confluence_assets.settings import DEFAULT_DELETION_STRATEGY, DEFAULT_KNOWLEDGE_TYPE, DELETION_STRATEGIES
 from confluence_assets.sync import staging
 
 WEEKLY_RECONCILIATION = "weekly_reconciliation"
@@ -47,6 +47,54 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+class SourceDeletedError(RuntimeError):
+    """The user deleted the space's archon_sources row (in Archon): the space stays out until restored."""
+
+
+def _deleted_message(space_key: str) -> str:
+    return (
+        f"space {space_key}: its source was deleted in Archon (archon_sources row confluence_{space_key}), so it "
+        f"is no longer synced; run `confluence-assets restore-space {space_key}` to sync it again"
+    )
+
+
+def deleted_by_user(conn: psycopg.Connection, space_keys: list[str]) -> set[str]:
+    """The spaces among ``space_keys`` whose source the user deleted: created by the sync
+    (confluence_sources_seen) and since gone from archon_sources. Found so now, they are tombstoned
+    (sql/0.1.0/100_confluence_source_tombstones.sql) and stay so after a restore of the row by hand."""
+    ids = {source_id_for(key): key for key in space_keys}
+    if not ids:
+        return set()
+    rows = conn.execute(
+        """UPDATE confluence_sources_seen s SET deleted_by_user_at = coalesce(s.deleted_by_user_at, now())
+           WHERE s.source_id = ANY(%s)
+             AND (s.deleted_by_user_at IS NOT NULL
+                  OR NOT EXISTS (SELECT 1 FROM archon_sources a WHERE a.source_id = s.source_id))
+           RETURNING s.source_id""",
+        (sorted(ids),),
+    ).fetchall()
+    return {ids[sid] for (sid,) in rows}
+
+
+def restore(conn: psycopg.Connection, space_key: str) -> str:
+    """Forget the space's tombstone, so that the next space refresh creates its source again (a full sync);
+    what was done, as one line for the user."""
+    forgotten = conn.execute(
+        "DELETE FROM confluence_sources_seen WHERE source_id = %s AND deleted_by_user_at IS NOT NULL",
+        (source_id_for(space_key),),
+    ).rowcount
+    if forgotten:
+        return f"space {space_key}: restored; the next space refresh (sensor or confluence_spaces) syncs it again"
+    return f"space {space_key}: its source was not deleted in Archon, nothing to restore"
+
+
+def _remember(conn: psycopg.Connection, space_key: str) -> None:
+    conn.execute(
+        "INSERT INTO confluence_sources_seen (source_id, space_key) VALUES (%s, %s) ON CONFLICT (source_id) DO NOTHING",
+        (source_id_for(space_key), space_key),
+    )
+
+
 class InvalidStrategyError(ValueError):
     pass
 
@@ -66,11 +114,15 @@ def upsert_space(
     base_url: str,
     default_deletion_strategy: str = DEFAULT_DELETION_STRATEGY,
     deletion_strategy: str | None = None,
+    knowledge_type: str = DEFAULT_KNOWLEDGE_TYPE,
 ) -> None:
     """Create or refresh the space's source row, keeping its sync state. A new space gets
-    ``default_deletion_strategy``; ``deletion_strategy`` overrides an existing space's."""
+    ``default_deletion_strategy``; ``deletion_strategy`` overrides an existing space's. ``knowledge_type``
+    is Archon's (its Technical/Business filter reads the source's metadata). The caller leaves out the
+    spaces ``deleted_by_user`` names."""
     fields: dict[str, Any] = {
         "source_type": "confluence",
+        "knowledge_type": knowledge_type,
         "confluence_space_key": space.key,
         "confluence_space_id": space.id,
         "confluence_base_url": base_url,
@@ -101,10 +153,45 @@ def upsert_space(
             "fields": Jsonb(fields),
         },
     )
+    _remember(conn, space.key)
+
+
+def knowledge_type(conn: psycopg.Connection, source_id: str) -> str:
+    """Archon's knowledge_type of the space, as the space's refresh stored it (CONFLUENCE_KNOWLEDGE_TYPES)."""
+    row = conn.execute("SELECT metadata->>'knowledge_type' FROM archon_sources WHERE source_id = %s", (source_id,))
+    found = row.fetchone()
+    return (found and found[0]) or DEFAULT_KNOWLEDGE_TYPE
+
+
+SUMMARY_CHARS = 400
+
+
+def summary_from_first_page(conn: psycopg.Connection, source_id: str) -> None:
+    """A space without a description gets the start of its first page with text as the source's summary
+    (what Archon's source list shows): the shallowest such page, its first chunk, cut at a word."""
+    missing = conn.execute("SELECT summary IS NULL FROM archon_sources WHERE source_id = %s", (source_id,)).fetchone()
+    if not (missing and missing[0]):
+        return  # described (or gone): nothing to read
+    row = conn.execute(
+        """SELECT c.content FROM archon_crawled_pages c
+           JOIN confluence_pages p ON p.page_id = confluence_chunk_page_id(c.metadata) AND p.source_id = c.source_id
+           WHERE c.source_id = %s AND p.is_deleted = FALSE AND c.chunk_number = 0 AND btrim(c.content) <> ''
+           ORDER BY length(p.path) - length(replace(p.path, '/', '')), p.page_id LIMIT 1""",
+        (source_id,),
+    ).fetchone()
+    if row is None:
+        return
+    text = " ".join(row[0].split())
+    if len(text) > SUMMARY_CHARS:
+        text = text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + " ..."
+    conn.execute("UPDATE archon_sources SET summary = %s WHERE source_id = %s AND summary IS NULL", (text, source_id))
 
 
 def ensure_source(conn: psycopg.Connection, space_key: str, *, base_url: str) -> None:
-    """A minimal source row when a space partition is materialised before confluence_spaces ran."""
+    """A minimal source row when a space partition is materialised before confluence_spaces ran; refused
+    (SourceDeletedError) for a space whose source the user deleted."""
+    if deleted_by_user(conn, [space_key]):
+        raise SourceDeletedError(_deleted_message(space_key))
     conn.execute(
         """INSERT INTO archon_sources (source_id, source_url, source_display_name, title, metadata)
            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_id) DO NOTHING""",
@@ -124,6 +211,7 @@ def ensure_source(conn: psycopg.Connection, space_key: str, *, base_url: str) ->
             ),
         ),
     )
+    _remember(conn, space_key)
 
 
 def mark_removed(conn: psycopg.Connection, space_key: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from confluence_assets.confluence.keys import SPACE_KEY_PATTERN, validate_space_key
 from confluence_assets.confluence.responses import Space
-from confluence_assets.settings import SPACE_STATUSES, SPACE_TYPES
+from confluence_assets.settings import SPACE_STATUSES, SPACE_TYPES, SpaceSelectionSettings
 from confluence_assets.sync import sources
 
 
@@ -70,6 +70,7 @@ class SpaceRefresh:
     visible: int
     added: list[str]
     removed: list[str]
+    deleted_in_archon: list[str] = field(default_factory=list)  # selected, but their source was deleted
 
 
 def refresh_spaces(
@@ -83,6 +84,7 @@ def refresh_spaces(
     statuses: list[str] = ("current",),
     default_deletion_strategy: str = sources.DEFAULT_DELETION_STRATEGY,
     deletion_strategies: dict[str, str] | None = None,
+    knowledge_types: SpaceSelectionSettings | None = None,
 ) -> SpaceRefresh:
     """List the visible spaces, upsert a source row per selected space, mark dropped ones removed.
 
@@ -94,17 +96,33 @@ def refresh_spaces(
     selection = select_spaces(
         visible, include_keys=include_keys, exclude_keys=exclude_keys, space_types=space_types, statuses=statuses
     )
-    wanted = {s.key for s in selection.selected}
-    added, removed = sorted(wanted - set(existing_keys)), sorted(set(existing_keys) - wanted)
     with conn.transaction():
+        # A source the user deleted in Archon stays deleted: its partition goes, its row is not re-created.
+        deleted = sources.deleted_by_user(conn, [s.key for s in selection.selected])
+        wanted = {s.key for s in selection.selected} - deleted
+        added, removed = sorted(wanted - set(existing_keys)), sorted(set(existing_keys) - wanted)
         for space in selection.selected:
+            if space.key in deleted:
+                continue
             sources.upsert_space(
                 conn,
                 space,
                 base_url=api.site_base,
                 default_deletion_strategy=default_deletion_strategy,
                 deletion_strategy=overrides.get(space.key),
+                knowledge_type=(knowledge_types or SpaceSelectionSettings()).knowledge_type(space.key),
             )
         for key in removed:
             sources.mark_removed(conn, key)
-    return SpaceRefresh(selection=selection, visible=len(visible), added=added, removed=removed)
+    return SpaceRefresh(
+        selection=selection, visible=len(visible), added=added, removed=removed, deleted_in_archon=sorted(deleted)
+    )
+
+
+def restore_space(database_url: str | None, space_key: str) -> str:
+    """``confluence-assets restore-space KEY``: select again a space whose source the user deleted in
+    Archon (its tombstone forgotten); the next space refresh creates its source and syncs it in full."""
+    from confluence_assets.db.connection import connect, resolve_database
+
+    with connect(resolve_database(database_url).url, autocommit=True) as conn:
+        return sources.restore(conn, space_key)
