@@ -14,7 +14,6 @@ resources as the *names* of their variables (``dg.EnvVar``), so the UI never sho
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,39 +279,18 @@ def _content_types(r: _Reader) -> tuple[str, ...]:
     return types
 
 
-_KNOWLEDGE_ENTRY = re.compile(r"(?:([A-Za-z0-9_~-]+|\*)\s*=\s*)?([A-Za-z]+)")
-
-
 def _knowledge_types(r: _Reader) -> tuple[tuple[str, str], ...]:
     """CONFLUENCE_KNOWLEDGE_TYPES: a type for every space ("business") or per space ("HR=business,*=technical")."""
-    raw = r.text(CONFLUENCE_KNOWLEDGE_TYPES)
-    if raw is None:
-        return ()
-    pairs = []
-    for item in (i.strip() for i in raw.split(",") if i.strip()):
-        match = _KNOWLEDGE_ENTRY.fullmatch(item)
-        if not match or match.group(2).lower() not in KNOWLEDGE_TYPES:
-            r.fail(
-                CONFLUENCE_KNOWLEDGE_TYPES,
-                f"{CONFLUENCE_KNOWLEDGE_TYPES} must be technical or business, or KEY=type pairs "
-                f"(e.g. 'HR=business,*=technical'), got {raw!r}",
-            )
-            return ()
-        pairs.append(((match.group(1) or "*").upper(), match.group(2).lower()))
-    return tuple(pairs)
+    return r.per_space(CONFLUENCE_KNOWLEDGE_TYPES, KNOWLEDGE_TYPES, "'HR=business,*=technical'")
 
 
 _RATE_OPTION = r"((capacity|fill_rate|interval_seconds|hourly_quota)=[0-9.]+|style=(cloud|datacenter))"
-_RATE_LIMIT_SPEC = re.compile(rf"[0-9.]+|{_RATE_OPTION}(,\s*{_RATE_OPTION})*")  # sandbox/ratelimits.py reads it
+_RATE_LIMIT_SPEC = rf"[0-9.]+|{_RATE_OPTION}(,\s*{_RATE_OPTION})*"  # sandbox/ratelimits.py reads it
 
 
 def _sandbox_rate_limit(r: _Reader) -> str:
-    raw = (r.text(SANDBOX_RATE_LIMIT) or "").strip()
-    if raw and not _RATE_LIMIT_SPEC.fullmatch(raw):
-        example = "'20' (requests/s) or 'capacity=20,fill_rate=10,interval_seconds=1,hourly_quota=5000'"
-        r.fail(SANDBOX_RATE_LIMIT, f"{SANDBOX_RATE_LIMIT} must be {example}, got {raw!r}")
-        return ""
-    return raw
+    example = "'20' (requests/s) or 'capacity=20,fill_rate=10,interval_seconds=1,hourly_quota=5000'"
+    return r.matching(SANDBOX_RATE_LIMIT, _RATE_LIMIT_SPEC, example)
 
 
 def _mass_deletion(r: _Reader) -> MassDeletionSettings:
@@ -337,14 +315,8 @@ def load_reporting(environ: Mapping[str, str] | None = None) -> tuple[Settings, 
     variable name (what ``doctor`` reports instead of stopping at the first)."""
     environ = os.environ if environ is None else environ
     r = _Reader(environ)
-    dimensions = int(r.number(EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS, minimum=1))
-    if dimensions not in SUPPORTED_DIMENSIONS:
-        r.fail(
-            EMBEDDING_DIMENSIONS,
-            f"{EMBEDDING_DIMENSIONS} must be one of {', '.join(map(str, SUPPORTED_DIMENSIONS))} "
-            f"(the embedding columns of archon_crawled_pages), got {dimensions}",
-        )
-        dimensions = DEFAULT_EMBEDDING_DIMENSIONS
+    columns = "the embedding columns of archon_crawled_pages"
+    dimensions = r.whole_one_of(EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_DIMENSIONS, SUPPORTED_DIMENSIONS, columns)
     home = r.path(CONFLUENCE_ASSETS_HOME)
     settings = Settings(
         confluence=ConfluenceSettings(

@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _CRON_FIELD = re.compile(r"[0-9*,/\-A-Za-z?LW#]+")
+_PER_SPACE_ENTRY = re.compile(r"(?:([A-Za-z0-9_~-]+|\*)\s*=\s*)?([A-Za-z]+)")
 
 
 class Reader:
@@ -59,6 +60,13 @@ class Reader:
         self.fail(name, f"{name} must be a share of {what} from 0% to 100% or a whole number of them, got {raw!r}")
         return None
 
+    def whole_one_of(self, name: str, default: int, allowed: tuple[int, ...], why: str) -> int:
+        value = int(self.number(name, default, minimum=1))
+        if value not in allowed:
+            self.fail(name, f"{name} must be one of {', '.join(map(str, allowed))} ({why}), got {value}")
+            return default
+        return value
+
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         raw = self.text(name)
         if raw is None:
@@ -94,6 +102,30 @@ class Reader:
             self.fail(name, f"{name} names unknown values {unknown}: use {', '.join(allowed)} or none")
             return default
         return values
+
+    def per_space(self, name: str, allowed: tuple[str, ...], example: str) -> tuple[tuple[str, str], ...]:
+        """One of ``allowed`` for every space (``business``) or ``KEY=value`` pairs, ``*`` for the rest;
+        ((KEY or "*", value), ...), in the order given."""
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        pairs = []
+        for item in (i.strip() for i in raw.split(",") if i.strip()):
+            match = _PER_SPACE_ENTRY.fullmatch(item)
+            if not match or match.group(2).lower() not in allowed:
+                choices = " or ".join(allowed)
+                self.fail(name, f"{name} must be {choices}, or KEY=value pairs (e.g. {example}), got {raw!r}")
+                return ()
+            pairs.append(((match.group(1) or "*").upper(), match.group(2).lower()))
+        return tuple(pairs)
+
+    def matching(self, name: str, pattern: str, example: str) -> str:
+        """The value when it matches ``pattern`` in full ("" when unset or refused)."""
+        raw = (self.text(name) or "").strip()
+        if raw and not re.fullmatch(pattern, raw):
+            self.fail(name, f"{name} must be {example}, got {raw!r}")
+            return ""
+        return raw
 
     def space_keys(self, name: str) -> tuple[str, ...]:
         from confluence_assets.confluence.keys import InvalidSpaceKeyError, validate_space_key
