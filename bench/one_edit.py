@@ -13,40 +13,18 @@ and the run's own duration as Dagster records it. Nothing here is a test; tests 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 from atlassian import Confluence
 from dagster_graphql import DagsterGraphQLClient
+from dev_instance import dev_instance, wait_for
 
 from confluence_assets.sandbox.site import DEFAULT_API_TOKEN, DEFAULT_EMAIL
 
-CLI = str(Path(sys.executable).parent / "confluence-assets")
 RUN_QUERY = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def _run(client: DagsterGraphQLClient, run_id: str) -> dict:
@@ -66,29 +44,18 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=60, help="pages in the synced sandbox space")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="ca-one-edit-")) / "home"
-    port = _free_port()
-    env = {**os.environ, "CONFLUENCE_ASSETS_HOME": str(home), "CONFLUENCE_AUTOMATION_DEFAULT": "stopped"}
-    for name in ("DATABASE_URL", "DAGSTER_HOME", "CONFLUENCE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        env.pop(name, None)
-    log_path = home.parent / "dev.log"
-    command = [CLI, "dev", "--sandbox", "--port", str(port), "--sandbox-spaces", "1"]
-    command += ["--sandbox-pages", str(args.pages)]
-    with open(log_path, "w+") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(lambda: "Dagster UI" in log_path.read_text() or proc.poll() is not None, 180, "the UI", 0.5)
-        if proc.poll() is not None:
-            raise SystemExit(log_path.read_text()[-2000:])
-        conf_url = re.search(r"sandbox Confluence (\S+)", log_path.read_text()).group(1)
+    arguments = ["--sandbox-spaces", "1", "--sandbox-pages", str(args.pages)]
+    with dev_instance(arguments, prefix="ca-one-edit-") as dev:
+        home, port = dev.home, dev.port
+        conf_url = re.search(r"sandbox Confluence (\S+)", dev.log).group(1)
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         spaces_run = client.submit_job_execution("confluence_spaces_job")
-        _wait(lambda: _finished(client, spaces_run), 120, "confluence_spaces_job")
+        wait_for(lambda: _finished(client, spaces_run), 120, "confluence_spaces_job")
         confluence = Confluence(conf_url, username=DEFAULT_EMAIL, password=DEFAULT_API_TOKEN)
         space = confluence.get("rest/api/space", params={"limit": 1})["results"][0]["key"]
         first = client.submit_job_execution("confluence_sync_job", tags={"dagster/partition": space})
         began = time.monotonic()
-        _wait(lambda: _finished(client, first), 600, "the first sync")
+        wait_for(lambda: _finished(client, first), 600, "the first sync")
         print(f"first sync of {space} ({args.pages} pages): {time.monotonic() - began:.1f} s submit -> done")
 
         db_url = f"postgresql://postgres@/confluence?host={home / 'pgdata'}"
@@ -109,8 +76,8 @@ def main() -> None:
                     ).fetchone()
                     return time.time() if row else None
 
-                live_at = _wait(live, 300, f"edit {n} in the live chunks")
-                run = _wait(lambda run_id=run_id: _finished(client, run_id), 120, "the run's end")
+                live_at = wait_for(live, 300, f"edit {n} in the live chunks", interval=0.05)
+                run = wait_for(lambda run_id=run_id: _finished(client, run_id), 120, "the run's end", interval=0.05)
                 rows.append((live_at - submitted, live_at - run["startTime"], run["endTime"] - run["startTime"]))
                 print(
                     f"edit {n + 1}: submit -> live {rows[-1][0]:5.2f} s, run start -> live {rows[-1][1]:5.2f} s, "
@@ -121,13 +88,6 @@ def main() -> None:
             f"median of {len(rows)}: submit -> live {medians[0]:.2f} s, run start -> live {medians[1]:.2f} s "
             f"(target <= 5 s), run duration {medians[2]:.2f} s"
         )
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -19,19 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import requests
+from dev_instance import dev_instance
 
-CLI = str(Path(sys.executable).parent / "confluence-assets")
 PARTITIONS_DEF = "confluence_spaces"
 
 ASSET_NODES = """{ assetNodes { assetKey { path } isPartitioned
@@ -62,21 +55,6 @@ ASSET_CHECKS = """query AssetChecksQuery($assetKey: AssetKeyInput!) {
   assetNodeOrError(assetKey: $assetKey) { ... on AssetNode { id
     assetChecksOrError { ... on AssetChecks { checks { name description blocking canExecuteIndividually
       executionForLatestMaterialization { id runId status timestamp } } } } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 class GraphQL:
@@ -149,20 +127,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="warm requests per query (after a cold one)")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="ca-ui-scale-")) / "home"
-    port = _free_port()
-    env = {**os.environ, "CONFLUENCE_ASSETS_HOME": str(home), "CONFLUENCE_AUTOMATION_DEFAULT": "stopped"}
-    for name in ("DATABASE_URL", "DAGSTER_HOME", "CONFLUENCE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        env.pop(name, None)
-    log_path = home.parent / "dev.log"
-    command = [CLI, "dev", "--sandbox", "--port", str(port), "--sandbox-spaces", "1", "--sandbox-pages", "5"]
-    with open(log_path, "w+") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(lambda: "Dagster UI" in log_path.read_text() or proc.poll() is not None, 180, "the UI")
-        if proc.poll() is not None:
-            raise SystemExit(log_path.read_text()[-2000:])
-        dagster_home = re.search(r"DAGSTER_HOME=(\S+)\)", log_path.read_text()).group(1)
+    with dev_instance(["--sandbox-spaces", "1", "--sandbox-pages", "5"], prefix="ca-ui-scale-") as dev:
+        home, port = dev.home, dev.port
+        dagster_home = re.search(r"DAGSTER_HOME=(\S+)\)", dev.log).group(1)
 
         # The same instance as the webserver's: its dagster.yaml, its storage in the embedded PostgreSQL.
         os.environ["CONFLUENCE_ASSETS_HOME"] = str(home)
@@ -243,14 +210,6 @@ def main() -> None:
             assetKey={"path": last.split("/")},
             partitionKey=keys[len(keys) // 2],
         )
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
