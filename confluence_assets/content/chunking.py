@@ -32,7 +32,6 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ..tokens import estimate_tokens
 from .blocks import Block, scan
-from .packing import Plan, common_breadcrumb, context_line, packs
 from .pieces import hard_split, pack_lines
 from .types import Chunk
 
@@ -79,11 +78,11 @@ def chunk_markdown(
     limit = min(chunk_tokens, max_tokens)
     out: list[Chunk] = []
     planned = [_plan(markdown, section, title, limit) for section in _sections(markdown, scan(markdown))]
-    for pack in packs(planned, limit):
+    for pack in _packs(planned, limit):
         if len(pack) > 1:  # consecutive small sections: one chunk, their headings inline
-            breadcrumb = common_breadcrumb([p.breadcrumb for p in pack])
+            breadcrumb = _common_breadcrumb([p.breadcrumb for p in pack])
             units = [u for p in pack for u in p.units]
-            out.append(_make_chunk(len(out), breadcrumb, context_line(breadcrumb, limit), title, "", units))
+            out.append(_make_chunk(len(out), breadcrumb, _context_line(breadcrumb, limit), title, "", units))
             continue
         plan = pack[0]
         previous: list[_Unit] | None = None
@@ -116,11 +115,75 @@ def reassemble(chunks: Iterable[Chunk]) -> str:
 # sections and units ----------------------------------------------------------------------------------
 
 
-def _plan(markdown: str, section: _Section, title: str, limit: int) -> Plan:
+@dataclass(slots=True)
+class _Plan:
+    """A section ready to cut: its breadcrumb, context line, budget and units."""
+
+    breadcrumb: list[str]
+    context: str
+    budget: int
+    units: list[_Unit]
+
+    @property
+    def tokens(self) -> int:
+        return sum(u.tokens for u in self.units)
+
+    @property
+    def fits(self) -> bool:  # one chunk holds the whole section
+        return self.tokens <= self.budget and not any(u.must_cut_after for u in self.units[:-1])
+
+
+def _plan(markdown: str, section: _Section, title: str, limit: int) -> _Plan:
     breadcrumb = [title, *section.headings]
-    context = context_line(breadcrumb, limit)
+    context = _context_line(breadcrumb, limit)
     budget = limit - estimate_tokens(context) - _JOIN_TOKENS  # >= 3/4 of limit - 2: context is capped
-    return Plan(breadcrumb, context, budget, _units(markdown, section, budget))
+    return _Plan(breadcrumb, context, budget, _units(markdown, section, budget))
+
+
+def _common_breadcrumb(breadcrumbs: list[list[str]]) -> list[str]:
+    """The longest breadcrumb every one of them starts with (at least the page title)."""
+    common = breadcrumbs[0]
+    for other in breadcrumbs[1:]:
+        n = 0
+        while n < min(len(common), len(other)) and common[n] == other[n]:
+            n += 1
+        common = common[:n]
+    return common or breadcrumbs[0][:1]
+
+
+def _pack_fits(pack: list[_Plan], limit: int) -> bool:
+    if len(pack) == 1:
+        return True
+    context = _context_line(_common_breadcrumb([p.breadcrumb for p in pack]), limit)
+    return sum(p.tokens for p in pack) <= limit - estimate_tokens(context) - _JOIN_TOKENS
+
+
+def _packs(plans: list[_Plan], limit: int) -> list[list[_Plan]]:
+    """Consecutive sections that each fit one chunk are packed together up to the budget (a page of many
+    short sections made one small chunk per section: five times LangChain's chunks for the same text).
+    Like the cuts inside a section, the packing is content-defined: a run is split before the section
+    whose opening has the highest CRC level (nearest the middle on ties) until every pack fits, so
+    editing one section changes its own pack, not every pack after it."""
+    packs: list[list[_Plan]] = []
+    run: list[_Plan] = []
+    for plan in [*plans, None]:
+        if plan is not None and plan.fits:
+            run.append(plan)
+            continue
+        stack = [(0, len(run))] if run else []
+        while stack:
+            lo, hi = stack.pop()
+            if hi - lo == 1 or _pack_fits(run[lo:hi], limit):
+                packs.append(run[lo:hi])
+                continue
+            middle = (lo + hi) / 2
+            at = max(range(lo + 1, hi), key=lambda i: (run[i].units[0].level, -abs(i - middle), -i))
+            stack.append((at, hi))
+            stack.append((lo, at))
+        run = []
+        if plan is not None:
+            packs.append([plan])
+    return packs
 
 
 def _sections(markdown: str, blocks: Sequence[Block]) -> list[_Section]:
@@ -158,6 +221,14 @@ def _sections(markdown: str, blocks: Sequence[Block]) -> list[_Section]:
         carry = []
         merged.append(section)
     return merged
+
+
+def _context_line(breadcrumb: list[str], limit: int) -> str:
+    context = " > ".join(" ".join(part.split()) for part in breadcrumb)
+    cap = max(8, limit // 4)  # a pathological heading must not eat the chunk
+    while estimate_tokens(context) > cap and len(context) > 1:
+        context = context[: len(context) // 2]
+    return context
 
 
 def _units(markdown: str, section: _Section, budget: int) -> list[_Unit]:
