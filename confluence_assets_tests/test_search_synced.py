@@ -78,11 +78,10 @@ def test_known_item_queries_find_their_page_in_the_top_3(synced, count):
         assert len({i.page_id for i in items}) >= count // 2  # spread over many pages, both spaces
         report = evaluate(lambda q: service.search(q, limit=3), items, k=3)
         # Harder: phrases whose words occur on up to three pages, so the keyword side alone cannot single
-        # the page out, searched hybrid and by vector only. Those on several pages go first.
-        pool = generate_known_item_queries(
-            service.conn, 3 * count, seed=11, spaces=(synced["key"], "QM"), max_matching_pages=3, windows_per_try=1
+        # the page out, searched hybrid and by vector only.
+        shared = generate_known_item_queries(
+            service.conn, count, seed=11, spaces=(synced["key"], "QM"), max_matching_pages=3, windows_per_try=2
         )
-        shared = sorted(pool, key=lambda i: i.matching_pages == 1)[:count]
         ambiguous = sum(1 for i in shared if i.matching_pages > 1)
         hybrid = evaluate(lambda q: service.search(q, limit=3), shared, k=3)
         vector = evaluate(lambda q: service.search(q, limit=3, mode="vector"), shared, k=3)

@@ -77,23 +77,20 @@ def chunk_markdown(
     title = page_title.strip() or "Untitled"
     limit = min(chunk_tokens, max_tokens)
     out: list[Chunk] = []
-    planned = [_plan(markdown, section, title, limit) for section in _sections(markdown, scan(markdown))]
-    for pack in _packs(planned, limit):
-        if len(pack) > 1:  # consecutive small sections: one chunk, their headings inline
-            breadcrumb = _common_breadcrumb([p.breadcrumb for p in pack])
-            units = [u for p in pack for u in p.units]
-            out.append(_make_chunk(len(out), breadcrumb, _context_line(breadcrumb, limit), title, "", units))
-            continue
-        plan = pack[0]
+    for section in _sections(markdown, scan(markdown)):
+        breadcrumb = [title, *section.headings]
+        context = _context_line(breadcrumb, limit)
+        budget = limit - estimate_tokens(context) - _JOIN_TOKENS  # >= 3/4 of limit - 2: context is capped
+        units = _units(markdown, section, budget)
         previous: list[_Unit] | None = None
-        for group in _cut(plan.units, plan.budget):
+        for group in _cut(units, budget):
             prefix = ""
             if previous is not None and not group[0].prefix and previous[-1].kind == "text":
-                room = plan.budget - sum(u.tokens for u in group) - _JOIN_TOKENS
+                room = budget - sum(u.tokens for u in group) - _JOIN_TOKENS
                 tail = _tail(previous[-1].own, min(overlap_tokens, room))
                 if tail:
                     prefix = tail + _JOIN
-            out.append(_make_chunk(len(out), plan.breadcrumb, plan.context, title, prefix, group))
+            out.append(_make_chunk(len(out), breadcrumb, context, title, prefix, group))
             previous = group
     if not out:
         breadcrumb = [title]
@@ -113,77 +110,6 @@ def reassemble(chunks: Iterable[Chunk]) -> str:
 
 
 # sections and units ----------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Plan:
-    """A section ready to cut: its breadcrumb, context line, budget and units."""
-
-    breadcrumb: list[str]
-    context: str
-    budget: int
-    units: list[_Unit]
-
-    @property
-    def tokens(self) -> int:
-        return sum(u.tokens for u in self.units)
-
-    @property
-    def fits(self) -> bool:  # one chunk holds the whole section
-        return self.tokens <= self.budget and not any(u.must_cut_after for u in self.units[:-1])
-
-
-def _plan(markdown: str, section: _Section, title: str, limit: int) -> _Plan:
-    breadcrumb = [title, *section.headings]
-    context = _context_line(breadcrumb, limit)
-    budget = limit - estimate_tokens(context) - _JOIN_TOKENS  # >= 3/4 of limit - 2: context is capped
-    return _Plan(breadcrumb, context, budget, _units(markdown, section, budget))
-
-
-def _common_breadcrumb(breadcrumbs: list[list[str]]) -> list[str]:
-    """The longest breadcrumb every one of them starts with (at least the page title)."""
-    common = breadcrumbs[0]
-    for other in breadcrumbs[1:]:
-        n = 0
-        while n < min(len(common), len(other)) and common[n] == other[n]:
-            n += 1
-        common = common[:n]
-    return common or breadcrumbs[0][:1]
-
-
-def _pack_fits(pack: list[_Plan], limit: int) -> bool:
-    if len(pack) == 1:
-        return True
-    context = _context_line(_common_breadcrumb([p.breadcrumb for p in pack]), limit)
-    return sum(p.tokens for p in pack) <= limit - estimate_tokens(context) - _JOIN_TOKENS
-
-
-def _packs(plans: list[_Plan], limit: int) -> list[list[_Plan]]:
-    """Consecutive sections that each fit one chunk are packed together up to the budget (a page of many
-    short sections made one small chunk per section: five times LangChain's chunks for the same text).
-    Like the cuts inside a section, the packing is content-defined: a run is split before the section
-    whose opening has the highest CRC level (nearest the middle on ties) until every pack fits, so
-    editing one section changes its own pack, not every pack after it."""
-    packs: list[list[_Plan]] = []
-    run: list[_Plan] = []
-    for plan in [*plans, None]:
-        if plan is not None and plan.fits:
-            run.append(plan)
-            continue
-        stack = [(0, len(run))] if run else []
-        while stack:
-            lo, hi = stack.pop()
-            if hi - lo == 1 or _pack_fits(run[lo:hi], limit):
-                packs.append(run[lo:hi])
-                continue
-            middle = (lo + hi) / 2
-            at = max(range(lo + 1, hi), key=lambda i: (run[i].units[0].level, -abs(i - middle), -i))
-            stack.append((at, hi))
-            stack.append((lo, at))
-        run = []
-        if plan is not None:
-            packs.append([plan])
-    return packs
 
 
 def _sections(markdown: str, blocks: Sequence[Block]) -> list[_Section]:
