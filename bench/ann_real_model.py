@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from retrieval_corpus import HANDBOOK, SERVICES, service_pages  # noqa: E402
-from search import ANN_SEARCH, DEFAULT_HOME, database_url, percentile, recall_at_10, timed  # noqa: E402
+from search import ANN_SEARCH, DEFAULT_HOME, database_url, exact_top10, percentile, recall_at_10, timed  # noqa: E402
 
 DATABASE = "confluence_ann_real"
 DIM = 384
@@ -150,15 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     migrations.migrate(url)
     conn = connect(url, autocommit=True)
     print(f"loaded and indexed in {load(conn, texts, vectors):.0f} s")
-    truth = []
     began = time.perf_counter()
-    for q in queries:
-        rows = conn.execute(
-            f"SELECT id FROM archon_crawled_pages ORDER BY (embedding_{DIM} <=> %s) + 0, id LIMIT 10",  # noqa: S608
-            (q,),
-            prepare=False,
-        ).fetchall()
-        truth.append([r[0] for r in rows])
+    truth = exact_top10(conn, queries, f"embedding_{DIM}")
     exact_ms = (time.perf_counter() - began) * 1000 / len(queries)
     print(f"\nrecall@10 against exact search, {len(queries)} queries, {len(texts):,} passages, {DIM} d:")
     print(f"{'ef_search':>12} {'recall@10':>9} {'p50':>8} {'p95':>8}")

@@ -32,6 +32,7 @@ from search import (  # noqa: E402 - the sibling benchmark's corpus and helpers
     DEFAULT_HOME,
     ClusteredEmbeddings,
     database_url,
+    exact_top10,
     percentile,
     recall_at_10,
     timed,
@@ -156,12 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         rebuild_schema(url, kind)
         conn = connect(url, autocommit=True)  # after the rebuild: the vector type is a new one
         seconds = fill(conn, model, args.chunks, args.seed)
-        truth = [
-            [r[0] for r in conn.execute(
-                "SELECT id FROM archon_crawled_pages ORDER BY (embedding_1536 <=> %s) + 0, id LIMIT 10", (q,),
-                prepare=False).fetchall()]
-            for q in queries
-        ]  # fmt: skip
+        truth = exact_top10(conn, queries)
         print(f"\n{kind}: index built on the empty table, then {args.chunks:,} chunks inserted ({seconds:.0f} s);"
               f" {args.queries} queries, recall@10 against exact search")  # fmt: skip
         measure(conn, "bare ORDER BY <=> LIMIT 10, pgvector defaults", BARE, queries, truth)

@@ -447,18 +447,14 @@ def timed(conn, sql: str, params_list) -> tuple[list[float], list[list]]:
     return latencies, results
 
 
-def exact_top10(conn, vectors) -> list[list[int]]:
+def exact_top10(conn, vectors, column: str = "embedding_1536") -> list[list[int]]:
+    """Each vector's 10 nearest chunk ids by exact search (``+ 0`` keeps the vector index out of it)."""
     conn.execute("SET max_parallel_workers_per_gather = 2")
-    out = []
-    for v in vectors:
-        rows = conn.execute(
-            "SELECT id FROM archon_crawled_pages WHERE embedding_1536 IS NOT NULL"
-            " ORDER BY (embedding_1536 <=> %s) + 0, id LIMIT 10",
-            (v,),
-            prepare=False,
-        ).fetchall()
-        out.append([r[0] for r in rows])
-    return out
+    query = (
+        f"SELECT id FROM archon_crawled_pages WHERE {column} IS NOT NULL"  # noqa: S608 - our own column names
+        f" ORDER BY ({column} <=> %s) + 0, id LIMIT 10"
+    )
+    return [[r[0] for r in conn.execute(query, (v,), prepare=False).fetchall()] for v in vectors]
 
 
 def recall_at_10(results: list[list], truth: list[list[int]]) -> float:
@@ -796,16 +792,8 @@ def measure_ann(args: argparse.Namespace) -> int:
     for dim in ANN_DIMS:
         column = f"embedding_{dim}"
         queries = model.embed(latent, dim, rng)
-        conn.execute("SET max_parallel_workers_per_gather = 2")
-        truth = []
         started = time.perf_counter()
-        for q in queries:
-            rows = conn.execute(
-                f"SELECT id FROM archon_crawled_pages ORDER BY ({column} <=> %s) + 0, id LIMIT 10",  # noqa: S608
-                (q,),
-                prepare=False,
-            ).fetchall()
-            truth.append([r[0] for r in rows])
+        truth = exact_top10(conn, queries, column)
         exact_ms = (time.perf_counter() - started) * 1000 / len(queries)
         indexed = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'archon_crawled_pages' AND indexdef LIKE %s",
