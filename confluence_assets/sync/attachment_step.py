@@ -123,19 +123,19 @@ def sync_attachments(
         max_file_bytes=options.max_bytes, timeout_seconds=options.timeout_seconds, max_text_chars=options.max_text_chars
     )
     extractor: Extractor | None = None
+
+    def extractor_for_batch() -> Extractor:
+        nonlocal extractor
+        if extractor is None:  # started by the first file to extract, kept for the step
+            extractor = Extractor(limits)
+        return extractor
+
     try:
         with tempfile.TemporaryDirectory(prefix="confluence-attachments-") as tmp:
             for rows in staging.to_chunk(conn, source_id, BATCH):
                 page_ids = [r[0] for r in rows]
                 summary.pages += len(page_ids)
                 if options.attachments:
-
-                    def extractor_for_batch() -> Extractor:
-                        nonlocal extractor
-                        if extractor is None:  # started by the first file to extract, kept for the step
-                            extractor = Extractor(limits)
-                        return extractor
-
                     listings = _listings(conn, source_id, page_ids)
                     _sync_batch(api, conn, source_id, listings, extractor_for_batch, options, Path(tmp), summary)
                 else:
@@ -276,7 +276,8 @@ def _sync_batch(
             rows[page_id].append(_row(source_id, page_id, att, result.status, result.reason, text, result.units, when))
 
     for page_id, listed in listings.items():
-        gone = [aid for aid in stored.get(page_id, {}) if aid not in {a.attachment_id for a in listed}]
+        still_listed = {a.attachment_id for a in listed}
+        gone = [aid for aid in stored.get(page_id, {}) if aid not in still_listed]
         if not gone and not rows[page_id]:
             continue
         with conn.transaction():
