@@ -175,11 +175,39 @@ def _wait_for_ui(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bo
     return False
 
 
-def _stop_dagster(proc: subprocess.Popen, grace: float = 20.0) -> None:
+def _processes_with_home(dagster_home: str) -> list[psutil.Process]:
+    """Live Dagster processes (other than this one) started with ``dagster_home`` as their DAGSTER_HOME.
+
+    Only Dagster's own (a PostgreSQL started with the same environment is stopped by its owner, in order).
+    """
+    found = []
+    for candidate in psutil.process_iter(["environ", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            environ = candidate.info["environ"] or {}
+            dagster = any("dagster" in part for part in candidate.info["cmdline"] or [])
+            if candidate.pid != os.getpid() and dagster and environ.get(settings.DAGSTER_HOME) == dagster_home:
+                found.append(candidate)
+    return found
+
+
+def _end(processes: list[psutil.Process], timeout: float = 10.0) -> None:
+    for child in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def _stop_dagster(proc: subprocess.Popen, dagster_home: str, grace: float = 20.0) -> None:
     """Stop `dg dev` and every process under it.
 
     Dagster's code servers launch run workers that outlive their parent if it dies first, so the whole
-    tree is recorded before the signal and whatever survives the grace period is killed.
+    tree is recorded before the signal and whatever survives the grace period is killed. A code server the
+    daemon or the webserver starts while they shut down is not in that record and, detached from its dead
+    parent, would live until its heartbeat times out: every process still carrying this DAGSTER_HOME is
+    ended too.
     """
     if proc.poll() is not None:
         return
@@ -195,13 +223,12 @@ def _stop_dagster(proc: subprocess.Popen, grace: float = 20.0) -> None:
         proc.wait(timeout=10)
     except ProcessLookupError:
         pass
-    for child in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=10)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
+    _end(tree)
+    for _ in range(3):  # a late code server may itself have started a child before it was ended
+        late = _processes_with_home(dagster_home)
+        if not late:
+            break
+        _end(late)
 
 
 def run(args: argparse.Namespace, out=print) -> int:
@@ -250,7 +277,7 @@ def run(args: argparse.Namespace, out=print) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if proc is not None:
-            _stop_dagster(proc)
+            _stop_dagster(proc, dagster_home)
         if sandbox is not None:
             sandbox.stop()
         if started_db and not args.keep_database:
