@@ -1,4 +1,5 @@
-"""Keyword ranking (sql/0.1.0/070): any term matches, BM25 ranks; phrases, exclusions and identifiers hold.
+"""Keyword ranking (sql/0.1.0/070, 110): any term matches, BM25 ranks, a page's terms count together;
+phrases, exclusions and identifiers hold.
 
 A small runbook-like site is written straight into the schema: the page that answers a question shares
 words with several distractors (each has some of the question's words, none all of them), identifiers
@@ -196,6 +197,35 @@ def test_hybrid_ranking_differs_from_vector_only_where_keyword_evidence_exists(c
     assert vector_only[0].page_id == "111"
     assert hybrid[0].page_id == "110" and hybrid[0].text_rank == 1
     assert [r.chunk_id for r in hybrid] != [r.chunk_id for r in vector_only]
+
+
+def test_a_page_whose_terms_are_spread_over_its_chunks_is_found_by_the_chunk_that_answers(conn, site):
+    # The system's name is only in the title and the first chunk; the subject and the event are in a later
+    # chunk, among many chunks holding those common words. Read three chunks in all (the cap), the rarest
+    # term's two and one of the subject's would be all that is ranked: the answering chunk is read because
+    # its page holds the rarest term.
+    conn.execute("SET confluence_search.keyword_rank_limit = 3")
+    for n in range(12):  # "quota" and "drifts" are common: in chunks read before the answer's
+        text = (
+            f"Capacity review for week {n}: the quota drifts a little as new tenants arrive, so the storage team "
+            "records the headroom of every node pool and files tickets for the clusters that need more disks."
+        )
+        site.add(Page(str(600 + n), "OPS", f"Capacity {n}", [("Quota", text)]))
+    site.add(Page("160", "OPS", "Zorblatt failover", [("Scope", "Zorblatt fails over to the standby region.")]))
+    site.add(
+        Page(
+            "161",
+            "OPS",
+            "Zorblatt rollback",
+            [
+                ("Scope", "Zorblatt rolls back to the previous release."),
+                ("When", "Roll back at once when the quota drifts past its limit."),
+            ],
+        )
+    )
+    results = keyword(conn, "what should I do with zorblatt when the quota drifts?")
+    assert pages(results)[0] == "161"
+    assert results[0].section_title == "When"  # the chunk that answers, not only the page's first
 
 
 def test_a_restricted_page_stays_hidden_from_keyword_search(conn, site):
