@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recall-queries", type=int, default=100, help="queries for recall@10 (default 100)")
     p.add_argument("--ef-search", default="40,100,150,200", help="hnsw.ef_search values to compare")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--limit", type=int, default=10, help="results per search in the latency table (default 10)")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME, help="embedded server home for the bench")
     p.add_argument("--reload", action="store_true", help="regenerate and reload even if the data is there")
     p.add_argument(
@@ -463,7 +464,7 @@ def recall_at_10(results: list[list], truth: list[list[int]]) -> float:
 
 BARE_HNSW = "SELECT id FROM archon_crawled_pages ORDER BY embedding_1536 <=> %s LIMIT 10"
 SEARCH = (
-    "SELECT id, page_id, score FROM confluence_hybrid_search(%(q)s, %(text)s, 10, search_mode => %(mode)s,"
+    "SELECT id, page_id, score FROM confluence_hybrid_search(%(q)s, %(text)s, %(limit)s, search_mode => %(mode)s,"
     " ef_search => %(ef)s, space_keys => %(spaces)s, labels => %(labels)s, under_page_id => %(under)s,"
     " viewer_account_id => %(viewer)s, as_service_account => %(admin)s)"
 )
@@ -541,7 +542,7 @@ def measure(args: argparse.Namespace) -> int:
     from pgvector import Vector  # noqa: F401  (registered dumpers handle numpy arrays)
 
     queries = make_queries(corpus, args.queries, salt=1)
-    base = {"spaces": None, "labels": None, "under": None, "ef": None, "viewer": None, "admin": False}
+    base = {"spaces": None, "labels": None, "under": None, "ef": None, "viewer": None, "admin": False, "limit": 10}
 
     # Recall@10 of the HNSW index against exact search, per ef_search.
     recall_queries = queries[: args.recall_queries]
@@ -580,7 +581,11 @@ def measure(args: argparse.Namespace) -> int:
 
     # The function's default ef_search (what callers get without the argument).
     default_ef = conn.execute("SELECT confluence_hnsw_ef_search(%s, 50)", (DIM,)).fetchone()[0]
-    print(f"\nconfluence_hybrid_search defaults to hnsw.ef_search={default_ef}; {args.queries} queries per mode:")
+    print(
+        f"\nconfluence_hybrid_search defaults to hnsw.ef_search={default_ef}; {args.queries} queries per mode, "
+        f"limit {args.limit}:"
+    )
+    base = {**base, "limit": args.limit}
     print("(no principal unless said: nobody named, pages without read restrictions)")
     print(f"{'mode':<36} {'p50':>8} {'p95':>8} {'mean':>8} {'avg rows':>8}")
     modes = {
