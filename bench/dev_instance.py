@@ -4,9 +4,13 @@
     with dev_instance(["--sandbox-spaces", "1"]) as dev:
         ...  # dev.port (the webserver), dev.home (CONFLUENCE_ASSETS_HOME), dev.log (its output so far)
 
+``sandbox=False`` leaves out ``--sandbox``: the bench serves its own Confluence and embeddings (and passes
+their URLs and credentials in ``environment``), so that it can read their request counts.
+
 The command's embedded PostgreSQL, webserver, daemon and sandbox servers live under a throwaway
 CONFLUENCE_ASSETS_HOME with the sensors stopped (a bench starts what it times); leaving the block stops
-the whole tree as Ctrl-C does, kills what is left and removes the home. Used by bench/one_edit.py and bench/ui_scale.py.
+the whole tree as Ctrl-C does, kills what is left and removes the home. Used by bench/one_edit.py,
+bench/ui_scale.py and bench/scale_run.py.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
 
 @dataclass
 class DevInstance:
+    pid: int  # the dev command's; every process of the instance is in its tree (the database's too)
     port: int
     home: Path
     log_path: Path
@@ -57,22 +62,29 @@ def _free_port() -> int:
 
 
 @contextmanager
-def dev_instance(arguments: list[str], prefix: str = "ca-bench-dev-") -> Iterator[DevInstance]:
-    """`confluence-assets dev --sandbox --port <free> *arguments`, once its UI answers."""
+def dev_instance(
+    arguments: list[str],
+    prefix: str = "ca-bench-dev-",
+    *,
+    sandbox: bool = True,
+    environment: dict[str, str] | None = None,
+) -> Iterator[DevInstance]:
+    """`confluence-assets dev [--sandbox] --port <free> *arguments` with ``environment`` set, once its UI answers."""
     home = Path(tempfile.mkdtemp(prefix=prefix)) / "home"
     port = _free_port()
     env = {**os.environ, "CONFLUENCE_ASSETS_HOME": str(home), "CONFLUENCE_AUTOMATION_DEFAULT": "stopped"}
     for name in ("DATABASE_URL", "DAGSTER_HOME", "CONFLUENCE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         env.pop(name, None)
+    env.update(environment or {})
     log_path = home.parent / "dev.log"
-    command = [CLI, "dev", "--sandbox", "--port", str(port), *arguments]
+    command = [CLI, "dev", *(["--sandbox"] if sandbox else []), "--port", str(port), *arguments]
     with open(log_path, "w+") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: "Dagster UI" in log_path.read_text() or proc.poll() is not None, 180, "the UI")
         if proc.poll() is not None:
             raise SystemExit(log_path.read_text()[-2000:])
-        yield DevInstance(port, home, log_path)
+        yield DevInstance(proc.pid, port, home, log_path)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
