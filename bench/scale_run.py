@@ -31,14 +31,17 @@ and code servers' peaks. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import random
+import signal
 import statistics
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -94,14 +97,14 @@ def _serve(spaces: int, pages: int, seed: int, conn) -> None:
 
 
 def _edit(site, share: float) -> dict[str, str]:
-    """Append a marker to ``share`` of the site's live pages (chosen by a fixed seed); page id -> marker."""
+    """Append a marker to ``share`` of the site's live pages (chosen by a fixed seed); page id -> space key."""
     live = sorted((p for p in site.iter_pages() if p.status == "current" and p.kind == "page"), key=lambda p: p.id)
     chosen = random.Random(11).sample(live, max(1, round(len(live) * share)))
     edited = {}
     for page in chosen:
         marker = f"{MARKER}-{page.id}"
         site.edit_page(page.id, body=page.body + f"<p>The scale run's edit {marker} is live.</p>")
-        edited[page.id] = marker
+        edited[page.id] = page.space_key
     return edited
 
 
@@ -109,9 +112,10 @@ class Sandbox:
     """The child process serving the site: its request counts, and edits made there (not counted as the
     pipeline's requests)."""
 
-    def __init__(self, spaces: int, pages: int, seed: int) -> None:
+    def __init__(self, spaces: int, pages: int, seed: int, serve: Callable = _serve) -> None:
+        """``serve(spaces, pages, seed, conn)`` runs in the child (bench/soak.py passes its own)."""
         self._pipe, child = mp.get_context("fork").Pipe()
-        self._process = mp.get_context("fork").Process(target=_serve, args=(spaces, pages, seed, child), daemon=True)
+        self._process = mp.get_context("fork").Process(target=serve, args=(spaces, pages, seed, child), daemon=True)
         self._process.start()
         self.site: dict = self._pipe.recv()
 
@@ -182,6 +186,13 @@ class MemorySampler(threading.Thread):
                 except psutil.Error:
                     continue
                 self.peak[proc.pid] = (kind, max(rss, self.peak.get(proc.pid, (kind, 0))[1]))
+
+    def peaks_mb(self) -> dict[str, float]:
+        """The highest peak RSS of each kind of process, in MB."""
+        peaks: dict[str, float] = {}
+        for kind, rss in self.peak.values():
+            peaks[kind] = max(peaks.get(kind, 0.0), round(rss / 2**20, 1))
+        return peaks
 
     def summary(self) -> list[str]:
         by_kind: dict[str, list[int]] = defaultdict(list)
@@ -325,7 +336,8 @@ def _sizes(conn: psycopg.Connection) -> list[str]:
     return lines
 
 
-def _live_markers(conn: psycopg.Connection, edited: dict[str, str]) -> int:
+def _live_markers(conn: psycopg.Connection) -> int:
+    """Edited pages whose edit is in the live chunks."""
     return conn.execute(
         "SELECT count(DISTINCT substring(content from %s)) FROM archon_crawled_pages WHERE content LIKE %s",
         (f"({MARKER}-[0-9]+)", f"%{MARKER}-%"),
@@ -335,13 +347,7 @@ def _live_markers(conn: psycopg.Connection, edited: dict[str, str]) -> int:
 # --- search -------------------------------------------------------------------------------------------
 
 
-def _percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):6.1f} ms, p95 {p95:6.1f} ms"
-
-
-def _search_latency(db_url: str, queries: int) -> list[str]:
+def _search_latency(db_url: str, queries: int) -> list[dict]:
     from confluence_assets.search.filters import SearchFilters
     from confluence_assets.search.hybrid import search
     from confluence_assets.search.service import embedder_from_env
@@ -386,9 +392,17 @@ def _search_latency(db_url: str, queries: int) -> list[str]:
                     timings.append((time.perf_counter() - began) * 1000)
                     found += bool(results)
                 if timings:
+                    ordered = sorted(timings)
+                    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
                     lines.append(
-                        f"  hybrid, {viewer}, {case}: {_percentiles(timings)} "
-                        f"({len(timings)} queries, {found} with results)"
+                        {
+                            "viewer": viewer,
+                            "filter": case,
+                            "queries": len(timings),
+                            "with_results": found,
+                            "p50_ms": round(statistics.median(ordered), 1),
+                            "p95_ms": round(p95, 1),
+                        }
                     )
     return lines
 
@@ -433,6 +447,20 @@ def _sensor_round(dagster: Dagster, after: float, timeout: float) -> dict:
     return tick
 
 
+def instance_environment(site: dict, sensor_interval: int) -> dict[str, str]:
+    """The dev instance's settings for the sandbox child's servers (``Sandbox.site``)."""
+    (conf_url, email, token), (emb_url, emb_key) = site["conf"], site["emb"]
+    return {
+        settings.CONFLUENCE_URL: conf_url,
+        settings.CONFLUENCE_EMAIL: email,
+        settings.CONFLUENCE_API_TOKEN: token or "",
+        settings.CONFLUENCE_SITE_TIMEZONE: "Asia/Seoul",
+        settings.OPENAI_API_KEY: emb_key or "",
+        settings.OPENAI_BASE_URL: emb_url,
+        settings.CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS: str(sensor_interval),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spaces", type=int, default=200)
@@ -442,7 +470,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="timed searches per case (default 200)")
     parser.add_argument("--sensor-interval", type=int, default=20, help="the change sensor's interval (s)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="the initial load's limit (s)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    # Run in the background for an hour, it must still stop cleanly: a background job of a non-interactive
+    # shell ignores SIGINT, and SIGTERM would skip the cleanup of the instance and its home.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     sandbox = Sandbox(args.spaces, args.pages, args.seed)
     site = sandbox.site
@@ -451,16 +484,7 @@ def main() -> None:
         f"{site['corpus_mb']:.0f} MB of storage XHTML, generated in {site['corpus_seconds']:.0f} s",
         flush=True,
     )
-    (conf_url, email, token), (emb_url, emb_key) = site["conf"], site["emb"]
-    environment = {
-        settings.CONFLUENCE_URL: conf_url,
-        settings.CONFLUENCE_EMAIL: email,
-        settings.CONFLUENCE_API_TOKEN: token or "",
-        settings.CONFLUENCE_SITE_TIMEZONE: "Asia/Seoul",
-        settings.OPENAI_API_KEY: emb_key or "",
-        settings.OPENAI_BASE_URL: emb_url,
-        settings.CONFLUENCE_CHANGE_SENSOR_INTERVAL_SECONDS: str(args.sensor_interval),
-    }
+    environment = instance_environment(site, args.sensor_interval)
     os.environ.update(environment)  # the search below embeds its queries as the code location does
     try:
         with dev_instance([], prefix="ca-scale-run-", sandbox=False, environment=environment) as dev:
@@ -468,20 +492,34 @@ def main() -> None:
             memory.start()
             db_url = f"postgresql://postgres@/confluence?host={dev.home / 'pgdata'}"
             dagster = Dagster(dev.port)
-            _run(args, dagster, db_url, sandbox)
+            figures = _run(args, dagster, db_url, sandbox)
             memory.stop.set()
             print("memory (peak RSS, sampled every second):")
             print("\n".join(memory.summary()))
+            figures["peak_rss_mb"] = memory.peaks_mb()
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
     finally:
         sandbox.stop()
 
 
-def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandbox) -> None:
+def _delta(before: dict, after: dict) -> dict:
+    return {
+        "confluence_requests": after["confluence"] - before["confluence"],
+        "embedding_requests": after["embedding_requests"] - before["embedding_requests"],
+        "embedding_inputs": after["embedding_inputs"] - before["embedding_inputs"],
+    }
+
+
+def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandbox) -> dict:
+    """The rounds; their figures (printed as they come, and returned for ``--json``)."""
     stats = sandbox.stats
+    figures: dict = {"spaces": args.spaces, "pages_per_space": args.pages}
     spaces_run = dagster.client.submit_job_execution("confluence_spaces_job")
     wait_for(lambda: dagster.finished(spaces_run), 300, "confluence_spaces_job")
     partition_set, keys = dagster.partition_set()
     print(f"confluence_spaces_job: {len(keys)} space partitions", flush=True)
+    figures["partitions"] = len(keys)
 
     # 2. The initial load.
     before = stats()
@@ -514,6 +552,15 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
     print(f"  by endpoint: {_by_endpoint(before, after)}")
     print("database after the initial load:")
     print("\n".join(sizes), flush=True)
+    figures["initial_load"] = {
+        "wall_seconds": round(wall, 1),
+        "runs": dict(statuses),
+        "most_running": most_running,
+        "pages": pages,
+        "chunks": chunks,
+        "truncated_inputs": after["truncated"],
+        **_delta(before, after),
+    }
 
     # 4. A no-change round of the change sensor.
     before, began = stats(), time.time()
@@ -524,6 +571,11 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         f"{len(tick['runIds'])} runs requested; {_requests_line(before, after, len(keys))}",
         flush=True,
     )
+    figures["no_change_round"] = {
+        "tick": tick["status"],
+        "runs_requested": len(tick["runIds"]),
+        **_delta(before, after),
+    }
 
     # 5. The edit round.
     before = stats()
@@ -535,7 +587,12 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         dagster, "edit round", lambda r: r["runId"] in sensor_runs, len(sensor_runs), 3600
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
-        wait_for(lambda: _live_markers(conn, edits) >= len(edits), 600, "every edit in the chunks")
+
+        def every_edit_live() -> int | None:
+            live = _live_markers(conn)
+            return live if live >= len(edits) else None
+
+        live = wait_for(every_edit_live, 600, "every edit in the live chunks")
         live_at = time.time()
     after = stats()
     print(
@@ -546,10 +603,31 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         flush=True,
     )
     print(f"  by endpoint: {_by_endpoint(before, after)}")
+    figures["edit_round"] = {
+        "pages_edited": len(edits),
+        "spaces_edited": len(set(edits.values())),
+        "edits_live": live,
+        "seconds_to_live": round(live_at - began, 1),
+        "runs": dict(Counter(r["status"] for r in runs)),
+        "run_partitions": sorted({_partition(r) for r in runs}),
+        "edited_spaces": sorted(set(edits.values())),
+        **_delta(before, after),
+    }
 
     # 6. Search at this size.
     print("search (SQL of confluence_hybrid_search, limit 10, the query embedded first):")
-    print("\n".join(_search_latency(db_url, args.queries)), flush=True)
+    figures["search"] = _search_latency(db_url, args.queries)
+    for row in figures["search"]:
+        print(
+            f"  hybrid, {row['viewer']}, {row['filter']}: p50 {row['p50_ms']:6.1f} ms, p95 {row['p95_ms']:6.1f} ms "
+            f"({row['queries']} queries, {row['with_results']} with results)",
+            flush=True,
+        )
+    return figures
+
+
+def _partition(run: dict) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == "dagster/partition"), None)
 
 
 if __name__ == "__main__":
