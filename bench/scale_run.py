@@ -162,7 +162,8 @@ class MemorySampler(threading.Thread):
     def __init__(self, root_pid: int, home: Path, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.home, self.interval = root_pid, str(home), interval
-        self.peak: dict[int, tuple[str, int]] = {}  # pid -> (kind, peak RSS bytes)
+        # (pid, start time) -> (kind, peak RSS bytes): a pid is reused within minutes when runs come and go
+        self.peak: dict[tuple[int, float], tuple[str, int]] = {}
         self.stop = threading.Event()
 
     def _processes(self) -> list[psutil.Process]:
@@ -177,15 +178,19 @@ class MemorySampler(threading.Thread):
                 found[proc.pid] = proc
         return list(found.values())
 
+    def kind_of(self, proc: psutil.Process) -> str:
+        """What ``proc`` is (looked at once per process: a run worker's children come and go)."""
+        known = self.peak.get((proc.pid, proc.create_time()))
+        return known[0] if known else _kind(proc)
+
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             for proc in self._processes():
                 try:
-                    rss = proc.memory_info().rss
-                    kind = self.peak[proc.pid][0] if proc.pid in self.peak else _kind(proc)
+                    key, rss, kind = (proc.pid, proc.create_time()), proc.memory_info().rss, self.kind_of(proc)
                 except psutil.Error:
                     continue
-                self.peak[proc.pid] = (kind, max(rss, self.peak.get(proc.pid, (kind, 0))[1]))
+                self.peak[key] = (kind, max(rss, self.peak.get(key, (kind, 0))[1]))
 
     def peaks_mb(self) -> dict[str, float]:
         """The highest peak RSS of each kind of process, in MB."""
