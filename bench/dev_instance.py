@@ -54,6 +54,11 @@ class DevInstance:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    @property
+    def database_url(self) -> str:
+        """The instance's embedded PostgreSQL (its socket directory is the data directory)."""
+        return f"postgresql://postgres@/confluence?host={self.home / 'pgdata'}"
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -46,7 +46,7 @@ def main() -> None:
 
     arguments = ["--sandbox-spaces", "1", "--sandbox-pages", str(args.pages)]
     with dev_instance(arguments, prefix="ca-one-edit-") as dev:
-        home, port = dev.home, dev.port
+        port = dev.port
         conf_url = re.search(r"sandbox Confluence (\S+)", dev.log).group(1)
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         spaces_run = client.submit_job_execution("confluence_spaces_job")
@@ -58,7 +58,7 @@ def main() -> None:
         wait_for(lambda: _finished(client, first), 600, "the first sync")
         print(f"first sync of {space} ({args.pages} pages): {time.monotonic() - began:.1f} s submit -> done")
 
-        db_url = f"postgresql://postgres@/confluence?host={home / 'pgdata'}"
+        db_url = dev.database_url
         pages = confluence.get("rest/api/content", params={"spaceKey": space, "type": "page", "limit": 50})
         rows = []
         with psycopg.connect(db_url, autocommit=True) as conn:

@@ -49,6 +49,7 @@ import psycopg
 from dagster_graphql import DagsterGraphQLClient
 from dev_instance import dev_instance, wait_for
 from psycopg import sql
+from search import percentile  # the sibling benchmark's p95
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -119,13 +120,16 @@ class Sandbox:
         self._process.start()
         self.site: dict = self._pipe.recv()
 
-    def stats(self) -> dict:
-        self._pipe.send(("stats", None))
+    def ask(self, command: str, argument: object = None):
+        """The child's answer to ``command``."""
+        self._pipe.send((command, argument))
         return self._pipe.recv()
 
+    def stats(self) -> dict:
+        return self.ask("stats")
+
     def edit(self, share: float) -> dict[str, str]:
-        self._pipe.send(("edit", share))
-        return self._pipe.recv()
+        return self.ask("edit", share)
 
     def stop(self) -> None:
         self._pipe.send(("stop", None))
@@ -288,6 +292,27 @@ class Dagster:
         )["sensorOrError"]["sensorState"]["ticks"]
 
 
+def space_partitions(dagster: Dagster) -> tuple[str, list[str]]:
+    """Run ``confluence_spaces_job`` (it adds a partition per space); the sync job's partition set and keys."""
+    spaces_run = dagster.client.submit_job_execution("confluence_spaces_job")
+    wait_for(lambda: dagster.finished(spaces_run), 300, "confluence_spaces_job")
+    return dagster.partition_set()
+
+
+def backfill_every_space(
+    dagster: Dagster, partition_set: str, keys: list[str], timeout: float
+) -> tuple[list[dict], int, float]:
+    """One backfill of ``keys``, waited for: (its runs, the most running at once, when it was launched)."""
+    began = time.time()
+    backfill = dagster.backfill(partition_set, keys)
+
+    def in_backfill(run: dict) -> bool:
+        return ("dagster/backfill", backfill) in {(t["key"], t["value"]) for t in run["tags"]}
+
+    runs, most_running = _wait_for_runs(dagster, "initial load", in_backfill, len(keys), timeout)
+    return runs, most_running, began
+
+
 def _wait_for_runs(dagster: Dagster, what: str, select, expected: int, timeout: float) -> tuple[list[dict], int]:
     """Poll every 5 s until ``expected`` runs ``select``ed from every run have finished; (runs, most running)."""
     began, last_print, most_running = time.monotonic(), time.monotonic(), 0
@@ -354,12 +379,12 @@ def _live_markers(conn: psycopg.Connection) -> int:
 
 def _search_latency(db_url: str, queries: int) -> list[dict]:
     from confluence_assets.search.filters import SearchFilters
-    from confluence_assets.search.hybrid import search
+    from confluence_assets.search.hybrid import search as hybrid_search
     from confluence_assets.search.service import embedder_from_env
 
     rng = random.Random(5)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        titles = [r[0] for r in conn.execute("SELECT title, space_key FROM confluence_pages WHERE NOT is_deleted")]
+        titles = [r[0] for r in conn.execute("SELECT title FROM confluence_pages WHERE NOT is_deleted")]
         spaces = [r[0] for r in conn.execute("SELECT DISTINCT space_key FROM confluence_pages")]
         labels = [
             r[0]
@@ -393,20 +418,18 @@ def _search_latency(db_url: str, queries: int) -> list[dict]:
                     if filters is None:
                         break
                     began = time.perf_counter()
-                    results = search(conn, text, vector, filters, limit=10, as_service_account=as_service)
+                    results = hybrid_search(conn, text, vector, filters, limit=10, as_service_account=as_service)
                     timings.append((time.perf_counter() - began) * 1000)
                     found += bool(results)
                 if timings:
-                    ordered = sorted(timings)
-                    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
                     lines.append(
                         {
                             "viewer": viewer,
                             "filter": case,
                             "queries": len(timings),
                             "with_results": found,
-                            "p50_ms": round(statistics.median(ordered), 1),
-                            "p95_ms": round(p95, 1),
+                            "p50_ms": round(statistics.median(timings), 1),
+                            "p95_ms": round(percentile(timings, 95), 1),
                         }
                     )
     return lines
@@ -415,12 +438,12 @@ def _search_latency(db_url: str, queries: int) -> list[dict]:
 # --- the run ------------------------------------------------------------------------------------------
 
 
-def _requests_line(before: dict, after: dict, spaces: int) -> str:
-    confluence = after["confluence"] - before["confluence"]
+def _requests_line(delta: dict, spaces: int) -> str:
+    """``_delta``'s counts as one line."""
+    confluence = delta["confluence_requests"]
     return (
         f"Confluence requests {confluence:,} ({confluence / spaces:.2f} per space), "
-        f"embedding requests {after['embedding_requests'] - before['embedding_requests']:,} "
-        f"({after['embedding_inputs'] - before['embedding_inputs']:,} inputs)"
+        f"embedding requests {delta['embedding_requests']:,} ({delta['embedding_inputs']:,} inputs)"
     )
 
 
@@ -495,9 +518,7 @@ def main() -> None:
         with dev_instance([], prefix="ca-scale-run-", sandbox=False, environment=environment) as dev:
             memory = MemorySampler(dev.pid, dev.home)
             memory.start()
-            db_url = f"postgresql://postgres@/confluence?host={dev.home / 'pgdata'}"
-            dagster = Dagster(dev.port)
-            figures = _run(args, dagster, db_url, sandbox)
+            figures = _run(args, Dagster(dev.port), dev.database_url, sandbox)
             memory.stop.set()
             print("memory (peak RSS, sampled every second):")
             print("\n".join(memory.summary()))
@@ -520,25 +541,16 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
     """The rounds; their figures (printed as they come, and returned for ``--json``)."""
     stats = sandbox.stats
     figures: dict = {"spaces": args.spaces, "pages_per_space": args.pages}
-    spaces_run = dagster.client.submit_job_execution("confluence_spaces_job")
-    wait_for(lambda: dagster.finished(spaces_run), 300, "confluence_spaces_job")
-    partition_set, keys = dagster.partition_set()
+    partition_set, keys = space_partitions(dagster)
     print(f"confluence_spaces_job: {len(keys)} space partitions", flush=True)
     figures["partitions"] = len(keys)
 
     # 2. The initial load.
     before = stats()
-    began = time.time()
-    backfill = dagster.backfill(partition_set, keys)
-    runs, most_running = _wait_for_runs(
-        dagster,
-        "initial load",
-        lambda r: ("dagster/backfill", backfill) in {(t["key"], t["value"]) for t in r["tags"]},
-        len(keys),
-        args.timeout,
-    )
+    runs, most_running, began = backfill_every_space(dagster, partition_set, keys, args.timeout)
     wall = max(r["endTime"] for r in runs) - began
     after = stats()
+    delta = _delta(before, after)
     with psycopg.connect(db_url, autocommit=True) as conn:
         pages, chunks = conn.execute(
             """SELECT (SELECT count(*) FROM confluence_pages WHERE NOT is_deleted),
@@ -553,7 +565,7 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         f"run duration median {statistics.median(durations):.0f} s, max {durations[-1]:.0f} s"
     )
     print(f"  {pages:,} live pages, {chunks:,} chunks ({chunks / max(pages, 1):.2f} per page)")
-    print(f"  {_requests_line(before, after, len(keys))}; embedded inputs truncated: {after['truncated']}")
+    print(f"  {_requests_line(delta, len(keys))}; embedded inputs truncated: {after['truncated']}")
     print(f"  by endpoint: {_by_endpoint(before, after)}")
     print("database after the initial load:")
     print("\n".join(sizes), flush=True)
@@ -564,23 +576,19 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         "pages": pages,
         "chunks": chunks,
         "truncated_inputs": after["truncated"],
-        **_delta(before, after),
+        **delta,
     }
 
     # 4. A no-change round of the change sensor.
     before, began = stats(), time.time()
     tick = _sensor_round(dagster, began, 600)
-    after = stats()
+    delta = _delta(before, stats())
     print(
         f"no-change sensor round: tick {tick['status']}, {tick['endTimestamp'] - tick['timestamp']:.1f} s, "
-        f"{len(tick['runIds'])} runs requested; {_requests_line(before, after, len(keys))}",
+        f"{len(tick['runIds'])} runs requested; {_requests_line(delta, len(keys))}",
         flush=True,
     )
-    figures["no_change_round"] = {
-        "tick": tick["status"],
-        "runs_requested": len(tick["runIds"]),
-        **_delta(before, after),
-    }
+    figures["no_change_round"] = {"tick": tick["status"], "runs_requested": len(tick["runIds"]), **delta}
 
     # 5. The edit round.
     before = stats()
@@ -600,11 +608,11 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         live = wait_for(every_edit_live, 600, "every edit in the live chunks")
         live_at = time.time()
     after = stats()
+    delta, statuses = _delta(before, after), dict(Counter(r["status"] for r in runs))
     print(
         f"edit round: {len(edits):,} pages edited ({args.edit_share:.1%}); every edit live "
-        f"{live_at - began:,.0f} s after the sensor started; {len(runs)} runs "
-        f"({dict(Counter(r['status'] for r in runs))}), at most {most_running} at once; "
-        f"{_requests_line(before, after, len(keys))}",
+        f"{live_at - began:,.0f} s after the sensor started; {len(runs)} runs ({statuses}), at most "
+        f"{most_running} at once; {_requests_line(delta, len(keys))}",
         flush=True,
     )
     print(f"  by endpoint: {_by_endpoint(before, after)}")
@@ -613,10 +621,10 @@ def _run(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: Sandb
         "spaces_edited": len(set(edits.values())),
         "edits_live": live,
         "seconds_to_live": round(live_at - began, 1),
-        "runs": dict(Counter(r["status"] for r in runs)),
+        "runs": statuses,
         "run_partitions": sorted({_partition(r) for r in runs}),
         "edited_spaces": sorted(set(edits.values())),
-        **_delta(before, after),
+        **delta,
     }
 
     # 6. Search at this size.

@@ -42,7 +42,17 @@ from pathlib import Path
 import psutil
 import psycopg
 from dev_instance import dev_instance, wait_for
-from scale_run import FINISHED, Dagster, MemorySampler, Sandbox, _partition, _wait_for_runs, instance_environment
+from scale_run import (
+    FINISHED,
+    Dagster,
+    MemorySampler,
+    Sandbox,
+    _partition,
+    _wait_for_runs,
+    backfill_every_space,
+    instance_environment,
+    space_partitions,
+)
 
 from confluence_assets import settings
 
@@ -200,10 +210,6 @@ class SoakSandbox(Sandbox):
         serve = partial(_serve, interval=args.interval, fault_every=args.fault_every)
         super().__init__(args.spaces, args.pages, args.seed, serve=serve)
 
-    def ask(self, command: str, argument: object = None):
-        self._pipe.send((command, argument))
-        return self._pipe.recv()
-
 
 # --- the instance -------------------------------------------------------------------------------------
 
@@ -260,16 +266,8 @@ def _settle(dagster: Dagster, last_change_at: float, timeout: float) -> float:
 
 def _soak(args: argparse.Namespace, dagster: Dagster, db_url: str, sandbox: SoakSandbox, sampler) -> dict:
     figures: dict = {"arguments": {k: v for k, v in vars(args).items() if k != "json"}}
-    spaces_run = dagster.client.submit_job_execution("confluence_spaces_job")
-    wait_for(lambda: dagster.finished(spaces_run), 300, "confluence_spaces_job")
-    partition_set, keys = dagster.partition_set()
-    backfill = dagster.backfill(partition_set, keys)
-    began = time.time()
-
-    def in_backfill(run: dict) -> bool:
-        return ("dagster/backfill", backfill) in {(t["key"], t["value"]) for t in run["tags"]}
-
-    runs, _ = _wait_for_runs(dagster, "initial load", in_backfill, len(keys), 3600)
+    partition_set, keys = space_partitions(dagster)
+    runs, _, began = backfill_every_space(dagster, partition_set, keys, 3600)
     statuses = dict(Counter(r["status"] for r in runs))
     load = figures["initial_load"] = {"seconds": round(time.time() - began), "runs": statuses}
     print(f"initial load (one backfill): {len(keys)} spaces in {load['seconds']} s, runs {load['runs']}", flush=True)
@@ -376,9 +374,7 @@ def main() -> None:
             home = dev.home
             sampler = MinuteSampler(dev.pid, dev.home, interval=5.0)
             sampler.start()
-            figures = _soak(
-                args, Dagster(dev.port), f"postgresql://postgres@/confluence?host={home / 'pgdata'}", sandbox, sampler
-            )
+            figures = _soak(args, Dagster(dev.port), dev.database_url, sandbox, sampler)
             sampler.stop.set()
             figures["peak_rss_mb"] = sampler.peaks_mb()
         figures["orphans"] = _orphans(home)
