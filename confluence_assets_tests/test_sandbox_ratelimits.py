@@ -29,6 +29,7 @@ from confluence_assets.sandbox.ratelimits import (
     DATA_CENTER,
     QUOTA_REASON,
     RateLimit,
+    TokenBucket,
     parse_rate_limit,
 )
 from confluence_assets_tests.pipeline_support import (
@@ -197,7 +198,11 @@ def test_after_a_429_storm_the_client_waits_as_told(site):
 
 
 def test_a_quota_exhaustion_fails_once_naming_the_reset_time(site):
-    with ConfluenceServer(site, rate_limit=RateLimit(capacity=100, hourly_quota=1)) as conf:
+    # The quota is per UTC hour: the bucket's wall clock stays mid-hour, or a test run across the hour
+    # would see the quota renewed between its two requests.
+    half_past = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    with ConfluenceServer(site) as conf:
+        conf.bucket = TokenBucket(RateLimit(capacity=100, hourly_quota=1), wall=lambda: half_past)
         api = api_for(conf, max_retries=6, rate_limit_max_wait_seconds=60)
         assert api.first_match(CQL).page is not None
         began = time.monotonic()
@@ -205,7 +210,7 @@ def test_a_quota_exhaustion_fails_once_naming_the_reset_time(site):
             api.first_match(CQL)
         api.close()
     message = str(info.value)
-    next_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:00Z")
+    next_hour = (half_past + timedelta(hours=1)).strftime("%Y-%m-%dT%H:00Z")
     assert "\n" not in message and "quota is exhausted" in message and QUOTA_REASON in message
     assert f"until {next_hour}" in message and settings.CONFLUENCE_RATE_LIMIT_MAX_WAIT_SECONDS in message
     assert "atl-traceid" in message

@@ -60,9 +60,18 @@ def test_both_servers_start_in_well_under_a_second_and_stop_cleanly(site):
 
 
 def test_concurrent_clients_and_a_slow_one(site):
+    outcome: list[BaseException | dict] = []
+
+    def slow_client() -> None:
+        try:
+            outcome.append(Confluence(conf.url, token=conf.pat).get_space("ENG"))
+        except Exception as error:  # the stop below resets the delayed request
+            outcome.append(error)
+
     with ConfluenceServer(site) as conf:
-        conf.faults.add("GET /wiki/rest/api/space/{key}", delay=1.5)
-        slow = threading.Thread(target=lambda: Confluence(conf.url, token=conf.pat).get_space("ENG"))
+        # Far longer than the work below, however slow the machine; the stop ends it.
+        conf.faults.add("GET /wiki/rest/api/space/{key}", delay=120)
+        slow = threading.Thread(target=slow_client)
         slow.start()
         pages = site.live_pages("ENG")
 
@@ -72,10 +81,13 @@ def test_concurrent_clients_and_a_slow_one(site):
 
         with ThreadPoolExecutor(8) as pool:
             total = sum(pool.map(work, range(8)))
-        assert slow.is_alive()  # eight clients were served while the slow request still waited
+        assert slow.is_alive() and not outcome  # eight clients were served while the slow request still waited
         assert total == sum(p.version for p in pages)
-        slow.join()
         assert conf.stats["GET /wiki/rest/api/content/{id}"] == len(pages)
+        began = time.perf_counter()
+    slow.join(10)
+    assert not slow.is_alive() and time.perf_counter() - began < 5  # the stop did not wait out the delay
+    assert len(outcome) == 1 and isinstance(outcome[0], Exception)
 
 
 def test_large_pages_are_served_whole(site):

@@ -128,8 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return app.rate_limited_response(request, verdict), extra
         decision = owner.faults.decide(endpoint, request.path, request.query)
         if decision is not None:
-            if decision.delay:
-                time.sleep(decision.delay)
+            # A stop ends a delay at once: the sandbox's stop must not wait for a slow answer.
+            if decision.delay and owner.stopping.wait(decision.delay):
+                self._reset()
+                return None
             if decision.reset:
                 self._reset()
                 return None
@@ -238,6 +240,7 @@ class ServerBase:
         self.bucket: TokenBucket | None = None  # set_rate_limit: off by default
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()  # set by stop(): requests still in a fault's delay are reset
 
     def set_rate_limit(self, limit: RateLimit | None) -> TokenBucket | None:
         """Answer with rate-limit headers from a token bucket of ``limit`` (None: no rate limit, the default)."""
@@ -256,6 +259,7 @@ class ServerBase:
 
     def start(self) -> ServerBase:
         if self._server is None:
+            self.stopping.clear()
             self._server = _Server((self.host, self.requested_port), self)
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="sandbox-http"
@@ -267,6 +271,7 @@ class ServerBase:
         server, thread = self._server, self._thread
         if server is None:
             return
+        self.stopping.set()
         server.shutdown()
         server.server_close()
         deadline = time.monotonic() + timeout
