@@ -19,8 +19,10 @@ from confluence_assets_tests.pipeline_support import (
     MEDIA,
     SEARCH,
     SITE_NOW,
+    SYNC_ASSETS,
     assert_matches_site,
     asset_metadata,
+    changed_pages,
     db_state,
     discover_spaces,
     generated_site,
@@ -571,3 +573,34 @@ def test_a_search_result_without_version_is_skipped_with_its_reason(
     assert victim.id in changed["skipped_pages"] and "without version information" in changed["skipped_pages"]
     assert set(db_state(migrated_db_url, key)["pages"]) == {p.id for p in site.live_pages(key)} - {victim.id}
     assert f"page {victim.id} came without version information" in caplog.text
+
+
+@pytest.mark.parametrize("change", ["move", "rename"])
+def test_a_page_staged_before_its_ancestor_moved_gets_the_new_path(migrated_db_url, instance, site, change):
+    """A descendant staged before its ancestor moved (or was renamed) and the ancestor staged after: the
+    two payloads disagree on the tree, and the later one must win, whichever page id comes first."""
+    key = _space(site)
+    pages = site.live_pages(key)
+    leaf = next(p for p in pages if len(p.ancestors) >= 3)
+    mover = site.snapshot(leaf.ancestors[1])  # below the root, above the leaf's parent
+    new_parent = next(p for p in pages if p.id not in (mover.id, *mover.ancestors) and mover.id not in p.ancestors)
+    only = [changed_pages.key]
+    with sandbox_servers(site) as sb:
+        resources = resources_for(sb, migrated_db_url)
+        sync_space(instance, resources, key)
+        site.clock.advance(minutes=3)
+        site.edit_page(leaf.id, body=leaf.body + "<p>edited</p>")
+        assert dg.materialize(SYNC_ASSETS, partition_key=key, instance=instance, resources=resources, selection=only)
+        site.clock.advance(minutes=3)
+        if change == "move":
+            site.move_page(mover.id, new_parent.id)
+            site.edit_page(mover.id, body=mover.body + "<p>moved</p>")
+        else:
+            site.rename_page(mover.id, mover.title + " renamed")
+        assert dg.materialize(SYNC_ASSETS, partition_key=key, instance=instance, resources=resources, selection=only)
+        sync_space(instance, resources, key)
+    assert int(mover.id) < int(leaf.id)  # the order by id would store the ancestor first
+    state = assert_matches_site(site, migrated_db_url, key)
+    snap = site.snapshot(leaf.id)
+    assert state["pages"][leaf.id]["path"] == "/" + "/".join([*snap.ancestors, leaf.id])
+    assert [a["title"] for a in state["metadata"][leaf.id]["ancestors"]] == list(snap.ancestor_titles)

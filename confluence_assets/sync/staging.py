@@ -49,7 +49,8 @@ def staged_row(source_id: str, page: dict, version: int, when: datetime, kind: s
 
 def upsert_staged_pages(conn: psycopg.Connection, rows: list[tuple]) -> None:
     """Stage pages: (source_id, page_id, version, title, last_modified, kind, payload_json, run_id) rows.
-    An older version never replaces a newer staged one."""
+    An older version never replaces a newer staged one. ``staged_at`` is the transaction's start: after
+    the fetch of these payloads, before any later one (the caller stages each batch when it has it)."""
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO confluence_sync_staged_pages
@@ -58,7 +59,8 @@ def upsert_staged_pages(conn: psycopg.Connection, rows: list[tuple]) -> None:
                ON CONFLICT (source_id, page_id) DO UPDATE SET
                  version = EXCLUDED.version, title = EXCLUDED.title, last_modified = EXCLUDED.last_modified,
                  change_kind = EXCLUDED.change_kind, stage = EXCLUDED.stage, payload = EXCLUDED.payload,
-                 markdown = NULL, error = NULL, attempts = 0, staged_by_run = EXCLUDED.staged_by_run, updated_at = now()
+                 markdown = NULL, error = NULL, attempts = 0, staged_by_run = EXCLUDED.staged_by_run,
+                 staged_at = now(), updated_at = now()
                WHERE confluence_sync_staged_pages.version <= EXCLUDED.version""",
             [(*row[:6], Stage.FETCHED, *row[6:]) for row in rows],
         )
@@ -102,21 +104,31 @@ def _batches(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> It
 
 def to_convert(conn: psycopg.Connection, source_id: str, batch: int) -> Iterator[list[tuple[str, str, str]]]:
     """(page_id, title, payload as JSON text) of the pages waiting to be converted: fetched, or failed
-    with attempts left. By page id, ``batch`` at a time."""
-    return _batches(
-        conn,
-        """SELECT page_id, title, payload::text FROM confluence_sync_staged_pages
-           WHERE source_id = %(sid)s AND page_id > %(after)s
-             AND (stage = %(fetched)s OR (stage = %(failed)s AND attempts < %(attempts)s))
-           ORDER BY page_id LIMIT %(limit)s""",
-        {
-            "sid": source_id,
-            "fetched": Stage.FETCHED,
-            "failed": Stage.FAILED,
-            "attempts": MAX_ATTEMPTS,
-            "limit": batch,
-        },
-    )
+    with attempts left. ``batch`` at a time, in the order they were staged (then by id): payloads fetched
+    at different times can disagree on the page tree (an ancestor moved or renamed in between), and the
+    later one must be stored last, so that its rewrite of the subtree is what stays."""
+    after: tuple[datetime | None, str] = (None, "")
+    while True:
+        rows = conn.execute(
+            """SELECT staged_at, page_id, title, payload::text FROM confluence_sync_staged_pages
+               WHERE source_id = %(sid)s
+                 AND (%(at)s::timestamptz IS NULL OR (staged_at, page_id) > (%(at)s::timestamptz, %(after)s))
+                 AND (stage = %(fetched)s OR (stage = %(failed)s AND attempts < %(attempts)s))
+               ORDER BY staged_at, page_id LIMIT %(limit)s""",
+            {
+                "sid": source_id,
+                "at": after[0],
+                "after": after[1],
+                "fetched": Stage.FETCHED,
+                "failed": Stage.FAILED,
+                "attempts": MAX_ATTEMPTS,
+                "limit": batch,
+            },
+        ).fetchall()
+        if not rows:
+            return
+        after = (rows[-1][0], rows[-1][1])
+        yield [row[1:] for row in rows]
 
 
 def to_chunk(conn: psycopg.Connection, source_id: str, batch: int) -> Iterator[list[tuple]]:
