@@ -287,6 +287,35 @@ def test_moves_are_found_by_reconciliation(migrated_db_url, instance, site):
     assert_matches_site(site, migrated_db_url, key)
 
 
+def test_a_stale_path_or_ancestor_title_is_requeued_by_reconciliation(migrated_db_url, instance, site):
+    """Whatever left a page's stored path or its ancestors' titles behind the tree (a payload older than an
+    ancestor's move or rename), reconciliation sees it in its listing's parents and titles and mends it;
+    a second reconciliation then finds nothing to requeue."""
+    key = _spaces(site)[0]
+    with sandbox_servers(site) as sb:
+        resources = _synced(site, instance, migrated_db_url, sb)
+        deep = [p for p in site.live_pages(key) if len(p.ancestors) >= 2]
+        wrong_path, wrong_title = deep[0], deep[1]
+        with psycopg.connect(migrated_db_url, autocommit=True) as conn:
+            stale = "/" + "/".join([wrong_path.ancestors[0], wrong_path.id])  # the middle ancestors left out
+            conn.execute(
+                """UPDATE confluence_pages SET path = %s, metadata = jsonb_set(metadata, '{path}', to_jsonb(%s::text))
+                   WHERE page_id = %s""",
+                (stale, stale, wrong_path.id),
+            )
+            conn.execute(
+                """UPDATE confluence_pages
+                   SET metadata = jsonb_set(metadata, '{ancestors,0,title}', '"An old title"') WHERE page_id = %s""",
+                (wrong_title.id,),
+            )
+        result = _reconcile(instance, resources, key)
+        requeued = asset_metadata(result, "page_reconciliation")["requeued_page_ids"]
+        assert sorted(requeued) == sorted({wrong_path.id, wrong_title.id})
+        again = _reconcile(instance, resources, key)
+    assert asset_metadata(again, "page_reconciliation")["requeued"] == 0
+    assert_matches_site(site, migrated_db_url, key)
+
+
 def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance, site, quick_step_retries):
     site_big = Site(timezone="Asia/Seoul")
     site_big.clock.set(SITE_NOW)

@@ -230,9 +230,9 @@ def build_assets(loaded: settings.Settings) -> SyncAssets:
         description=(
             "Compares every live page id of the space (listed to the last cursor, ids only) with "
             "confluence_pages: pages gone from Confluence are soft-deleted and their chunks removed; pages newer "
-            "than indexed (changes CQL missed), moved pages and restored pages are staged for page_metadata. "
-            "A listing that fails part-way deletes nothing; more deletions than CONFLUENCE_MASS_DELETION_LIMIT "
-            "wait for confirm_mass_deletion (its blocking check fails until then)."
+            "than indexed (changes CQL missed), moved pages, pages stored with stale ancestors and restored pages "
+            "are staged for page_metadata. A listing that fails part-way deletes nothing; more deletions than "
+            "CONFLUENCE_MASS_DELETION_LIMIT wait for confirm_mass_deletion (its blocking check fails until then)."
         ),
     )
     def page_reconciliation(

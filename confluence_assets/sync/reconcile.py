@@ -12,6 +12,9 @@ and nothing is deleted (an incomplete list must never look like deletions).
 - listed, newer than indexed    -> a change CQL missed: fetched with its body and staged ('requeued')
 - listed under another parent   -> moved (a move makes no new version, so CQL cannot see it): re-queued
                                    like a missed change; its subtree's paths follow
+- stored with other ancestors   -> its path or an ancestor's title is not what the listing's parents
+                                   and titles make of it (stored from a payload older than an ancestor's
+                                   move or rename): re-queued, so reconciliation converges whatever left it
 - listed, soft-deleted here     -> restored: fetched and staged ('restored'); chunks come back on the
                                    next sync run
 - listed, gone when fetched     -> recorded as vanished (trashed or restricted between the listing and
@@ -104,6 +107,59 @@ class ReconcileSummary:
 class LivePage:
     version: int
     parent_id: str | None
+    title: str = ""
+
+
+def listed_ancestors(live: dict[str, LivePage], page_id: str) -> tuple[list[str], bool]:
+    """The page's ancestors (root first) as the listing's parent ids make them, and whether the chain is
+    whole (it ends at a root; False when a parent is not listed, e.g. outside the listed types)."""
+    chain: list[str] = []
+    parent = live[page_id].parent_id
+    while parent is not None:
+        if parent not in live or parent in chain or parent == page_id:  # not listed, or a loop: stop there
+            return chain[::-1], False
+        chain.append(parent)
+        parent = live[parent].parent_id
+    return chain[::-1], True
+
+
+def tree_differs(live: dict[str, LivePage], page_id: str, path: str | None, ancestors: object) -> bool:
+    """Whether a stored page's path or its ancestors' titles (``metadata.ancestors``) differ from what
+    the listing says of the tree: as far as the listing knows it, the whole path when it reaches the root."""
+    listed, whole = listed_ancestors(live, page_id)
+    stored = [p for p in (path or "").split("/") if p][:-1]
+    if (stored != listed) if whole else (len(stored) < len(listed) or stored[len(stored) - len(listed) :] != listed):
+        return True
+    refs = ancestors if isinstance(ancestors, list) else []
+    titles = {a.get("id"): a.get("title") for a in refs if isinstance(a, dict)}
+    return any(pid in titles and titles[pid] != live[pid].title for pid in listed if live[pid].title)
+
+
+def stale_trees(
+    live: dict[str, LivePage], stored_tree: dict[str, tuple[str | None, str, object]], requeued: set[str]
+) -> set[str]:
+    """The stored live pages (``stored_tree``: page id -> (path, title, metadata.ancestors)) to re-queue
+    because the listing contradicts their path or their ancestors' titles, leaving out those a re-queued
+    page's storing mends anyway: a moved or renamed page rewrites every page whose stored path lies under
+    its own, so re-fetching that subtree would cost a request per 50 pages for nothing. ``requeued``:
+    the pages re-queued already (newer, or under another parent)."""
+    differs = {pid for pid, (path, _, ancestors) in stored_tree.items() if tree_differs(live, pid, path, ancestors)}
+    renamed = {pid for pid, (_, title, _) in stored_tree.items() if live[pid].title and title != live[pid].title}
+    rewriting: dict[str, str] = {}  # page id -> its stored path, for the pages whose storing rewrites below it
+    stale: set[str] = set()
+    for pid in sorted(differs | renamed, key=lambda p: ((stored_tree[p][0] or "").count("/"), p)):  # top first
+        path = stored_tree[pid][0] or ""
+        above = [p for p in path.split("/") if p][:-1]
+        mended = any(a in rewriting and path.startswith(rewriting[a] + "/") for a in above)
+        if pid in differs and pid not in requeued and not mended:
+            stale.add(pid)
+        if pid in requeued or pid in stale:
+            rewriting[pid] = path
+    return stale
+
+
+def _version(content: dict) -> int:
+    return int((content.get("version") or {}).get("number") or 0)
 
 
 def _last_ancestor(content: dict) -> str | None:
@@ -135,7 +191,7 @@ def list_live_pages(
         for kind in (k for k in (PAGE, BLOGPOST) if k in types):
             params = {"spaceKey": space_key, "type": kind, "status": "current", "limit": 200}
             for p in api.paginate("rest/api/content", {**params, "expand": "version,ancestors"}):
-                live[str(p["id"])] = LivePage(int((p.get("version") or {}).get("number") or 0), _last_ancestor(p))
+                live[str(p["id"])] = LivePage(_version(p), _last_ancestor(p), p.get("title") or "")
         return live
     if not found:
         raise ConfluenceNotFoundError(f"space {space_key} is not visible to these credentials")
@@ -144,12 +200,12 @@ def list_live_pages(
     for kind, collection in ((PAGE, "pages"), (BLOGPOST, "blogposts")):
         if kind in types:
             for p in api.paginate(f"api/v2/spaces/{space_id}/{collection}", {"limit": 250, "status": "current"}):
-                version = int((p.get("version") or {}).get("number") or 0)
-                live[str(p["id"])] = LivePage(version, str(p["parentId"]) if p.get("parentId") else None)
+                parent = str(p["parentId"]) if p.get("parentId") else None
+                live[str(p["id"])] = LivePage(_version(p), parent, p.get("title") or "")
     if PAGE in types:
         cql = space_pages_cql(space_key, types=TREE_NODE_TYPES)
         for n in api.search_pages(cql, expand="version,ancestors", limit=NODE_PAGE):
-            live[str(n["id"])] = LivePage(int((n.get("version") or {}).get("number") or 0), _last_ancestor(n))
+            live[str(n["id"])] = LivePage(_version(n), _last_ancestor(n), n.get("title") or "")
     return live
 
 
@@ -183,22 +239,26 @@ def reconcile_space(
     live = list_live_pages(api, space_key, content_types)  # raises on any failure: nothing below runs
     summary = ReconcileSummary(live_pages=len(live))
 
-    stored = {
-        pid: (indexed, deleted, page_tree.parent_of(path, pid))
-        for pid, indexed, deleted, path in conn.execute(
-            "SELECT page_id, indexed_version, is_deleted, path FROM confluence_pages WHERE source_id = %s",
-            (source_id,),
-        )
-    }
+    stored: dict[str, tuple[int | None, bool, str | None]] = {}
+    stored_tree: dict[str, tuple[str | None, str, object]] = {}  # the live, listed ones: path, title, ancestors
+    for pid, indexed, deleted, path, title, ancestors in conn.execute(
+        """SELECT page_id, indexed_version, is_deleted, path, title, metadata->'ancestors' FROM confluence_pages
+           WHERE source_id = %s""",
+        (source_id,),
+    ):
+        stored[pid] = (indexed, deleted, page_tree.parent_of(path, pid))
+        if not deleted and pid in live:
+            stored_tree[pid] = (path, title or "", ancestors)
     summary.stored_live = sum(not deleted for _, deleted, _ in stored.values())
     gone = sorted(pid for pid, (_, deleted, _) in stored.items() if not deleted and pid not in live)
     restored = sorted(pid for pid, (_, deleted, _) in stored.items() if deleted and pid in live)
-    missed = sorted(
+    missed_set = {
         pid
         for pid, page in live.items()
         if pid not in stored
         or (not stored[pid][1] and ((stored[pid][0] or 0) < page.version or stored[pid][2] != page.parent_id))
-    )
+    }
+    missed = sorted(missed_set | stale_trees(live, stored_tree, missed_set))
 
     summary.held_back = hold_back(conn, source_id, gone, summary.stored_live, deletion_limit, confirm_mass_deletion)
     if summary.held_back:
