@@ -316,6 +316,28 @@ def test_a_stale_path_or_ancestor_title_is_requeued_by_reconciliation(migrated_d
     assert_matches_site(site, migrated_db_url, key)
 
 
+def test_a_requeued_ancestor_covers_a_stale_page_only_when_its_rewrite_would_make_it_right():
+    """The soak's page: stored under 194/15, while 15 has since moved (under 107) and 194 moved too.
+    194's rewrite would keep 15 under 194, so the page is fetched again; 15's own rewrite would be right."""
+    from confluence_assets.sync.reconcile import LivePage, stale_trees
+
+    parents = {"1": None, "12": "1", "16": "1", "107": "16", "15": "107", "37": "15", "194": "16"}
+    live = {pid: LivePage(1, parent, f"page {pid}") for pid, parent in parents.items()}
+
+    def stored(paths: dict[str, str]) -> dict:
+        right = {"1": "/1", "12": "/1/12", "16": "/1/16", "107": "/1/16/107", "15": "/1/16/107/15", "194": "/1/16/194"}
+        return {pid: (path, f"page {pid}", []) for pid, path in {**right, **paths}.items()}
+
+    moved_194 = stored({"194": "/1/12/194", "37": "/1/12/194/15/37"})
+    assert stale_trees(live, moved_194, requeued={"194"}) == {"37"}
+    moved_15 = stored({"15": "/1/12/194/15", "37": "/1/12/194/15/37"})
+    assert stale_trees(live, moved_15, requeued={"15"}) == set()
+    assert stale_trees(live, moved_15, requeued=set()) == {"15"}  # its fetch rewrites 37 too
+    old_title = stored({})
+    old_title["37"] = ("/1/16/107/15/37", "page 37", [{"id": "1", "title": "an old title"}])
+    assert stale_trees(live, old_title, requeued={"15"}) == {"37"}  # 15 is only newer: no rewrite below it
+
+
 def test_a_listing_that_fails_half_way_deletes_nothing(migrated_db_url, instance, site, quick_step_retries):
     site_big = Site(timezone="Asia/Seoul")
     site_big.clock.set(SITE_NOW)

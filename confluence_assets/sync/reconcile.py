@@ -123,15 +123,24 @@ def listed_ancestors(live: dict[str, LivePage], page_id: str) -> tuple[list[str]
     return chain[::-1], True
 
 
-def tree_differs(live: dict[str, LivePage], page_id: str, path: str | None, ancestors: object) -> bool:
-    """Whether a stored page's path or its ancestors' titles (``metadata.ancestors``) differ from what
-    the listing says of the tree: as far as the listing knows it, the whole path when it reaches the root."""
+def path_differs(live: dict[str, LivePage], page_id: str, path: str | None) -> bool:
+    """Whether a stored page's path differs from what the listing's parent ids make of it: as far as the
+    listing knows the tree, the whole path when it reaches the root."""
     listed, whole = listed_ancestors(live, page_id)
     stored = [p for p in (path or "").split("/") if p][:-1]
-    if (stored != listed) if whole else (len(stored) < len(listed) or stored[len(stored) - len(listed) :] != listed):
+    if whole:
+        return stored != listed
+    return len(stored) < len(listed) or stored[len(stored) - len(listed) :] != listed
+
+
+def tree_differs(live: dict[str, LivePage], page_id: str, path: str | None, ancestors: object) -> bool:
+    """Whether a stored page's path or its ancestors' titles (``metadata.ancestors``) differ from what
+    the listing says of the tree."""
+    if path_differs(live, page_id, path):
         return True
     refs = ancestors if isinstance(ancestors, list) else []
     titles = {a.get("id"): a.get("title") for a in refs if isinstance(a, dict)}
+    listed, _ = listed_ancestors(live, page_id)
     return any(pid in titles and titles[pid] != live[pid].title for pid in listed if live[pid].title)
 
 
@@ -140,20 +149,31 @@ def stale_trees(
 ) -> set[str]:
     """The stored live pages (``stored_tree``: page id -> (path, title, metadata.ancestors)) to re-queue
     because the listing contradicts their path or their ancestors' titles, leaving out those a re-queued
-    page's storing mends anyway: a moved or renamed page rewrites every page whose stored path lies under
-    its own, so re-fetching that subtree would cost a request per 50 pages for nothing. ``requeued``:
-    the pages re-queued already (newer, or under another parent)."""
+    page's storing mends anyway: a moved or renamed page A rewrites every page whose stored path lies under
+    its own to A's new path + the rest of the stored path, which is right when that rest is what the
+    listing has below A (re-fetching such a subtree would cost a request per 50 pages for nothing).
+    ``requeued``: the pages re-queued already (newer, or under another parent)."""
     differs = {pid for pid, (path, _, ancestors) in stored_tree.items() if tree_differs(live, pid, path, ancestors)}
     renamed = {pid for pid, (_, title, _) in stored_tree.items() if live[pid].title and title != live[pid].title}
     rewriting: dict[str, str] = {}  # page id -> its stored path, for the pages whose storing rewrites below it
     stale: set[str] = set()
+
+    def mended(path: str, above: list[str], listed: list[str]) -> bool:
+        return any(
+            a in rewriting
+            and path.startswith(rewriting[a] + "/")
+            and a in listed
+            and listed[listed.index(a) + 1 :] == above[above.index(a) + 1 :]
+            for a in above
+        )
+
     for pid in sorted(differs | renamed, key=lambda p: ((stored_tree[p][0] or "").count("/"), p)):  # top first
         path = stored_tree[pid][0] or ""
         above = [p for p in path.split("/") if p][:-1]
-        mended = any(a in rewriting and path.startswith(rewriting[a] + "/") for a in above)
-        if pid in differs and pid not in requeued and not mended:
+        if pid in differs and pid not in requeued and not mended(path, above, listed_ancestors(live, pid)[0]):
             stale.add(pid)
-        if pid in requeued or pid in stale:
+        # Storing it rewrites below it only when its path or its title changes (page_tree.store_page).
+        if (pid in requeued or pid in stale) and (pid in renamed or path_differs(live, pid, path)):
             rewriting[pid] = path
     return stale
 
