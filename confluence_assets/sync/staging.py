@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -90,15 +90,19 @@ def attach_rendering(conn: psycopg.Connection, source_id: str, page_id: str, rep
 
 
 # -- claiming work, a batch at a time ------------------------------------------------------------------
-def _batches(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> Iterator[list[tuple]]:
-    """The rows of ``query`` a batch at a time, keyed on their first column: each batch is read when the
-    one before has been handled, starting after its last key (``%(after)s``)."""
-    after = ""
+def _batches(
+    conn: psycopg.Connection, query: str, params: dict[str, Any], start: dict[str, Any] | None = None
+) -> Iterator[list[tuple]]:
+    """The rows of ``query`` a batch at a time, keyed on their first columns: each batch is read when the
+    one before has been handled, starting after its last key. ``start`` names the key's parameters in
+    the order of those columns, with the values to start from (default: ``%(after)s``, the first column,
+    from "")."""
+    key = dict(start or {"after": ""})
     while True:
-        rows = conn.execute(query, {**params, "after": after}).fetchall()
+        rows = conn.execute(query, {**params, **key}).fetchall()
         if not rows:
             return
-        after = rows[-1][0]
+        key = dict(zip(key, rows[-1], strict=False))
         yield rows
 
 
@@ -107,28 +111,22 @@ def to_convert(conn: psycopg.Connection, source_id: str, batch: int) -> Iterator
     with attempts left. ``batch`` at a time, in the order they were staged (then by id): payloads fetched
     at different times can disagree on the page tree (an ancestor moved or renamed in between), and the
     later one must be stored last, so that its rewrite of the subtree is what stays."""
-    after: tuple[datetime | None, str] = (None, "")
-    while True:
-        rows = conn.execute(
-            """SELECT staged_at, page_id, title, payload::text FROM confluence_sync_staged_pages
-               WHERE source_id = %(sid)s
-                 AND (%(at)s::timestamptz IS NULL OR (staged_at, page_id) > (%(at)s::timestamptz, %(after)s))
-                 AND (stage = %(fetched)s OR (stage = %(failed)s AND attempts < %(attempts)s))
-               ORDER BY staged_at, page_id LIMIT %(limit)s""",
-            {
-                "sid": source_id,
-                "at": after[0],
-                "after": after[1],
-                "fetched": Stage.FETCHED,
-                "failed": Stage.FAILED,
-                "attempts": MAX_ATTEMPTS,
-                "limit": batch,
-            },
-        ).fetchall()
-        if not rows:
-            return
-        after = (rows[-1][0], rows[-1][1])
-        yield [row[1:] for row in rows]
+    rows = _batches(
+        conn,
+        """SELECT staged_at, page_id, title, payload::text FROM confluence_sync_staged_pages
+           WHERE source_id = %(sid)s AND (staged_at, page_id) > (%(at)s, %(after)s)
+             AND (stage = %(fetched)s OR (stage = %(failed)s AND attempts < %(attempts)s))
+           ORDER BY staged_at, page_id LIMIT %(limit)s""",
+        {
+            "sid": source_id,
+            "fetched": Stage.FETCHED,
+            "failed": Stage.FAILED,
+            "attempts": MAX_ATTEMPTS,
+            "limit": batch,
+        },
+        start={"at": datetime.min.replace(tzinfo=UTC), "after": ""},
+    )
+    return ([row[1:] for row in batch_rows] for batch_rows in rows)
 
 
 def to_chunk(conn: psycopg.Connection, source_id: str, batch: int) -> Iterator[list[tuple]]:
