@@ -123,24 +123,19 @@ def listed_ancestors(live: dict[str, LivePage], page_id: str) -> tuple[list[str]
     return chain[::-1], True
 
 
-def path_differs(live: dict[str, LivePage], page_id: str, path: str | None) -> bool:
-    """Whether a stored page's path differs from what the listing's parent ids make of it: as far as the
+def _path_differs(path: str | None, listed: list[str], whole: bool) -> bool:
+    """Whether a stored path differs from the listed ancestors (``listed_ancestors``): as far as the
     listing knows the tree, the whole path when it reaches the root."""
-    listed, whole = listed_ancestors(live, page_id)
     stored = [p for p in (path or "").split("/") if p][:-1]
     if whole:
         return stored != listed
     return len(stored) < len(listed) or stored[len(stored) - len(listed) :] != listed
 
 
-def tree_differs(live: dict[str, LivePage], page_id: str, path: str | None, ancestors: object) -> bool:
-    """Whether a stored page's path or its ancestors' titles (``metadata.ancestors``) differ from what
-    the listing says of the tree."""
-    if path_differs(live, page_id, path):
-        return True
+def _titles_differ(live: dict[str, LivePage], ancestors: object, listed: list[str]) -> bool:
+    """Whether a stored page's ``metadata.ancestors`` names a listed ancestor by another title."""
     refs = ancestors if isinstance(ancestors, list) else []
     titles = {a.get("id"): a.get("title") for a in refs if isinstance(a, dict)}
-    listed, _ = listed_ancestors(live, page_id)
     return any(pid in titles and titles[pid] != live[pid].title for pid in listed if live[pid].title)
 
 
@@ -153,7 +148,11 @@ def stale_trees(
     its own to A's new path + the rest of the stored path, which is right when that rest is what the
     listing has below A (re-fetching such a subtree would cost a request per 50 pages for nothing).
     ``requeued``: the pages re-queued already (newer, or under another parent)."""
-    differs = {pid for pid, (path, _, ancestors) in stored_tree.items() if tree_differs(live, pid, path, ancestors)}
+    chains = {pid: listed_ancestors(live, pid) for pid in stored_tree}
+    moved = {pid for pid, (path, _, _) in stored_tree.items() if _path_differs(path, *chains[pid])}
+    differs = moved | {
+        pid for pid, (_, _, ancestors) in stored_tree.items() if _titles_differ(live, ancestors, chains[pid][0])
+    }
     renamed = {pid for pid, (_, title, _) in stored_tree.items() if live[pid].title and title != live[pid].title}
     rewriting: dict[str, str] = {}  # page id -> its stored path, for the pages whose storing rewrites below it
     stale: set[str] = set()
@@ -170,10 +169,10 @@ def stale_trees(
     for pid in sorted(differs | renamed, key=lambda p: ((stored_tree[p][0] or "").count("/"), p)):  # top first
         path = stored_tree[pid][0] or ""
         above = [p for p in path.split("/") if p][:-1]
-        if pid in differs and pid not in requeued and not mended(path, above, listed_ancestors(live, pid)[0]):
+        if pid in differs and pid not in requeued and not mended(path, above, chains[pid][0]):
             stale.add(pid)
         # Storing it rewrites below it only when its path or its title changes (page_tree.store_page).
-        if (pid in requeued or pid in stale) and (pid in renamed or path_differs(live, pid, path)):
+        if (pid in requeued or pid in stale) and (pid in renamed or pid in moved):
             rewriting[pid] = path
     return stale
 
